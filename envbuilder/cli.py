@@ -1,0 +1,350 @@
+"""Command line: parse, call one function, render. Exit codes: 0 ok, 1 failed, 2 bad input,
+3 blocked on gated assets, 130 interrupted.
+
+Start-up stays light (no torch, nothing heavy): `envbuilder plan` must print in well under 300 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from envbuilder import __version__
+from envbuilder.errors import EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
+
+
+def _add_recipes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipes",
+        metavar="DIR",
+        action="append",
+        type=Path,
+        default=[],
+        help="extra recipe folder, searched before $ENVBUILDER_PATH and the built-in recipes (repeatable)",
+    )
+
+
+def _add_plan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe name (see `envbuilder list`)")
+    p.add_argument("--arch", help='GPU arch(s) to build for: 12.0 (RTX 50xx), "9.0;12.0", 12.0+PTX. Default: the GPUs present')
+    p.add_argument("--cuda", help="CUDA toolkit version (12.8, 13.0) or its directory. Default: newest that fits")
+    p.add_argument("--python", help="Python version (3.12) or interpreter path. Default: this Python if the recipe allows it")
+    p.add_argument("--prefix", type=Path, help="where the env goes. Default: $ENVBUILDER_HOME/envs/<recipe>")
+    p.add_argument("--jobs", type=int, help="parallel compile jobs (MAX_JOBS). Default: from cores and RAM")
+    p.add_argument("--mirror", type=Path, metavar="DIR", help="local git mirrors to clone from instead of the network")
+    p.add_argument("--system-site-packages", action="store_true", help="let the venv see the interpreter's packages (reuse an installed torch)")
+    p.add_argument("--installer", choices=("auto", "uv", "pip"), default="auto", help="venv/installer backend (default: uv if on PATH)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envbuilder",
+        description="Reproducible environments for CUDA research code on NVIDIA Blackwell (sm_120).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"envbuilder {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="recipes and whether they are built here")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="one recipe in detail")
+    p.add_argument("recipe")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("plan", help="what `build` would do, and why (nothing is written)")
+    _add_plan_options(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("build", help="build the recipe's environment")
+    _add_plan_options(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="which SASS and PTX archs a binary holds")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--arch", help="also check that each binary can run on these archs (exit 1 if not)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("doctor", help="report this host and whether it can build for an arch")
+    p.add_argument("--arch", help="arch(s) to check (default: the GPUs present, else 12.0)")
+    p.add_argument("--no-compile", action="store_true", help="skip compiling the canary program")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("diagnose", help="known error signatures in a build log, with fixes")
+    p.add_argument("log", type=Path, metavar="LOGFILE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_diagnose)
+    return parser
+
+
+def _catalog(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from envbuilder.spec.catalog import Catalog
+
+    return Catalog.default(args.recipes)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from envbuilder import report
+    from envbuilder.paths import default_prefix
+
+    catalog = _catalog(args)
+    rows = []
+    for name, (path, origin) in sorted(catalog.recipe_files().items()):
+        prefix = default_prefix(name)
+        status = "built" if (prefix / "envbuilder.lock.json").exists() else "incomplete" if (prefix / ".envbuilder").exists() else "-"
+        try:
+            recipe = catalog.recipe(name)
+            summary, error = recipe.summary, None
+        except EnvbuilderError as exc:
+            summary, error = "", exc.message
+        rows.append({"name": name, "summary": summary, "file": str(path), "origin": origin, "status": status, "prefix": str(prefix), "error": error})
+    if args.json:
+        report.print_json(rows)
+    else:
+        report.table(None, ["recipe", "status", "origin", "summary"], [[r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {r['error']}[/]"] for r in rows])
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from envbuilder import report
+    from envbuilder.spec.model import GitSource
+
+    recipe = _catalog(args).recipe(args.recipe)
+    source = recipe.source.to_json()
+    data = {
+        "name": recipe.name,
+        "summary": recipe.summary,
+        "file": str(recipe.file),
+        "license": recipe.license,
+        "source": source,
+        "python": str(recipe.python),
+        "torch": [v.to_json() for v in recipe.torch],
+        "requirements": [{"req": r.text, "when": str(r.when) if r.when else None, "why": r.why} for r in recipe.requirements],
+        "extensions": [{"name": e.name, "path": e.path, "import": e.spec.import_name, "summary": e.spec.summary, "when": str(e.when) if e.when else None} for e in recipe.extensions],
+        "patches": list(recipe.patches),
+        "env": dict(recipe.env),
+    }
+    if args.json:
+        report.print_json(data)
+        return EXIT_OK
+    src = recipe.source
+    rows = [
+        ("recipe", f"{recipe.name}: {recipe.summary}"),
+        ("file", str(recipe.file)),
+        ("license", recipe.license or "-"),
+        ("source", f"{src.url} @ {src.commit}" if isinstance(src, GitSource) else str(src.path)),
+        ("python", str(recipe.python)),
+    ]
+    rows += [(f"torch {v.tag}", " ".join(v.requirements()) + f"  ({v.index or 'PyPI'})") for v in recipe.torch]
+    rows += [("requires", r.text + (f"  when {r.when}" if r.when else "") + (f"  # {r.why}" if r.why else "")) for r in recipe.requirements]
+    rows += [(f"extension", f"{e.name} at {e.path} (import {e.spec.import_name})") for e in recipe.extensions]
+    report.kv_table(f"envbuilder show {recipe.name}", rows)
+    return EXIT_OK
+
+
+def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from packaging.version import Version
+
+    from envbuilder.host import discover
+    from envbuilder.host.toolchain import Interpreter, interpreter_facts
+    from envbuilder.plan import Options, make_plan
+    from envbuilder.spec.model import PathSource
+    from envbuilder.steps.sources import tree_digest
+
+    recipe = _catalog(args).recipe(args.recipe)
+    extra_toolkits = [(Path(args.cuda), "--cuda")] if args.cuda and "/" in args.cuda else None
+    host = discover(gpus=not args.arch, extra_toolkits=extra_toolkits)
+    if args.python and "/" in args.python:
+        exe = Path(args.python)
+        try:
+            facts = interpreter_facts(exe)
+        except EnvbuilderError:
+            raise InputError(f"--python {exe}: not a Python interpreter this machine can run") from None
+        chosen = Interpreter(exe, Version(facts["version"]), "--python")
+        host = dataclasses.replace(host, interpreters=(chosen, *host.interpreters))
+    if args.mirror and not args.mirror.is_dir():
+        raise InputError(f"--mirror {args.mirror}: not a directory")
+    digest = tree_digest(recipe.source.path) if isinstance(recipe.source, PathSource) and recipe.source.path.is_dir() else None
+    options = Options(
+        arch=args.arch,
+        cuda=args.cuda,
+        python=args.python,
+        prefix=args.prefix,
+        jobs=args.jobs,
+        mirror=args.mirror.resolve() if args.mirror else None,
+        system_site_packages=args.system_site_packages,
+        installer=args.installer,
+        source_digest=digest,
+    )
+    return make_plan(recipe, host, options), host
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from envbuilder import report
+
+    plan, _ = _make_plan(args)
+    if args.json:
+        report.print_json(plan.to_json())
+    else:
+        report.plan_text(plan)
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from envbuilder import report
+    from envbuilder.execute import execute
+
+    plan, host = _make_plan(args)
+    for w in plan.warnings:
+        report.warn(w)
+    if not args.json:
+        report.err.print(f"building [bold]{plan.recipe.name}[/] for {plan.torch_cuda_arch_list} into {plan.prefix}")
+    result = execute(plan, host, report.ProgressReporter())
+    if args.json:
+        report.print_json(result.to_json())
+    else:
+        report.out.print(f"[green]ready:[/] {result.prefix}  (activate: source {result.prefix}/venv/bin/activate)")
+        report.out.print(f"manifest: {result.manifest}")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from envbuilder import fatbin, report
+    from envbuilder.host.compat import parse_arch_list
+
+    archs = parse_arch_list(args.arch) if args.arch else ()
+    reports = [fatbin.inspect_file(f) for f in args.files]
+    missing = []
+    data = []
+    for r in reports:
+        coverage = {str(a): r.runs_on(a.major, a.minor, a.suffix) for a in archs}
+        missing += [f"{r.path}: {a}" for a, how in coverage.items() if how is None]
+        data.append({**r.to_json(), **({"runs_on": coverage} if archs else {})})
+    if args.json:
+        report.print_json(data)
+    else:
+        for r, d in zip(reports, data):
+            report.out.print(f"[bold]{r.path}[/]: SASS {' '.join(r.sass) or '-'}  PTX {' '.join(r.ptx) or '-'}" + ("" if r.has_device_code else "  (no device code)"))
+            report.table(None, ["kind", "arch", "compression", "bytes", "section"], [[e.kind, e.arch, e.compression or "-", str(e.size), e.section] for e in r.entries])
+            for arch, how in d.get("runs_on", {}).items():
+                report.out.print(f"  runs on {arch}: " + ({"sass": "[green]yes (SASS)[/]", "ptx": "[yellow]via PTX JIT[/]"}.get(how or "", "[red]no[/]")))
+    if missing:
+        report.err.print("[red]missing:[/] " + "; ".join(missing))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from envbuilder import doctor, report
+    from envbuilder.host import discover
+    from envbuilder.host.compat import parse_arch_list
+    from envbuilder.spec.catalog import Catalog
+
+    host = discover(gpus=True)
+    if args.arch:
+        archs = parse_arch_list(args.arch)
+    elif host.gpus:
+        archs = parse_arch_list(";".join(sorted({g.compute_capability for g in host.gpus})))
+    else:
+        archs = parse_arch_list("12.0")
+    verdicts = doctor.toolkit_verdicts(host, archs)
+    canary = None
+    if not args.no_compile:
+        if not args.json:
+            report.err.print(f"compiling the canary program for {', '.join(str(a) for a in archs)} …")
+        canary = doctor.compile_canary(host, archs, Catalog.default().extension("canary").file.parent, verdicts)
+    can_build = any(v["ok"] for v in verdicts) and (canary is None or bool(canary.get("ok")))
+    data = {"host": host.to_json(), "archs": [str(a) for a in archs], "toolkits": verdicts, "canary": canary, "can_build": can_build}
+    if args.json:
+        report.print_json(data)
+    else:
+        _render_doctor(host, archs, verdicts, canary, can_build)
+    return EXIT_OK if can_build else EXIT_FAILED
+
+
+def _render_doctor(host, archs, verdicts, canary, can_build) -> None:  # type: ignore[no-untyped-def]
+    from envbuilder import report
+
+    report.kv_table(
+        "host",
+        [
+            ("machine", f"{host.machine}, glibc {host.glibc or '?'}"),
+            ("cpu / memory", f"{host.cpu_count} cores, {host.memory_gib:.0f} GiB"),
+            ("gpus", "; ".join(f"{g.name} (cc {g.compute_capability}, driver {g.driver})" for g in host.gpus) or (host.gpu_note or "none")),
+            ("compilers", ", ".join(f"{c.name} {c.version}" for c in host.compilers) or "none"),
+            ("pythons", ", ".join(sorted({str(i.version) for i in host.interpreters})) or "none"),
+            ("tools", ", ".join(f"{k}" for k in host.tools) or "none"),
+        ],
+    )
+    report.table(
+        f"CUDA toolkits for {', '.join(str(a) for a in archs)}",
+        ["version", "root", "found by", "can build", "why not"],
+        [[v["toolkit"]["version"], v["toolkit"]["root"], v["toolkit"]["found_by"], "[green]yes[/]" if v["ok"] else "[red]no[/]", "; ".join(v["problems"])] for v in verdicts]
+        or [["-", "-", "-", "[red]no[/]", "no CUDA toolkit found (install CUDA >= 12.8 or set CUDA_HOME)"]],
+    )
+    if canary:
+        if canary.get("skipped"):
+            report.out.print(f"canary: skipped ({canary['skipped']})")
+        elif canary.get("error"):
+            report.out.print(f"canary: [red]compile failed[/]: {canary['error']}")
+        else:
+            report.out.print(f"canary: compiled in {canary['compile_seconds']} s with CUDA {canary['nvcc']}: SASS {' '.join(canary['sass'])}; PTX {' '.join(canary['ptx']) or '-'}")
+            run = canary["run"]
+            if run.get("skipped"):
+                report.out.print(f"canary run: skipped ({run['skipped']})")
+            else:
+                report.out.print(f"canary run: {'[green]ok[/]' if run.get('ok') else '[red]failed[/]'} {run}")
+    archs_text = ", ".join(str(a) for a in archs)
+    report.out.print(f"[bold]{'[green]can build' if can_build else '[red]cannot build'}[/] for {archs_text} on this host")
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from envbuilder import diagnose, report
+
+    findings = diagnose.scan_file(args.log)
+    if args.json:
+        report.print_json([f.to_json() for f in findings])
+    elif not findings:
+        report.out.print("no known error signature found")
+    else:
+        for f in findings:
+            report.out.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{f.line.strip()[:160]}[/]")
+            report.out.print(f"  cause: {f.cause}\n  fix:   {f.fix}" + (f"\n  run:   {f.signature.command}" if f.signature.command else ""))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EnvbuilderError as exc:
+        from envbuilder import report
+
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        if getattr(args, "json", False):
+            report.print_json({"ok": False, **exc.to_json()})
+        report.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("envbuilder: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Where envbuilder's data, environments and caches live.
+
+- built-in data (recipes/, extensions/, patches/): inside the installed package
+  (envbuilder/data/), or the repository root when running from a checkout;
+- environments: $ENVBUILDER_HOME/envs/<recipe> (ENVBUILDER_HOME defaults to
+  $XDG_DATA_HOME/envbuilder, i.e. ~/.local/share/envbuilder); `--prefix` overrides;
+- caches (git mirrors, built wheels, toolkits): $ENVBUILDER_CACHE, default
+  $XDG_CACHE_HOME/envbuilder (~/.cache/envbuilder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def builtin_data_root() -> Path:
+    installed = PACKAGE_DIR / "data"
+    if (installed / "recipes").is_dir():
+        return installed
+    return PACKAGE_DIR.parent  # a checkout: recipes/ sits beside envbuilder/
+
+
+def home() -> Path:
+    if os.environ.get("ENVBUILDER_HOME"):
+        return Path(os.environ["ENVBUILDER_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "envbuilder"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ENVBUILDER_CACHE"):
+        return Path(os.environ["ENVBUILDER_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "envbuilder"
+
+
+def default_prefix(recipe: str) -> Path:
+    return home() / "envs" / recipe
+
+
+def probes_dir() -> Path:
+    return PACKAGE_DIR / "probes"

@@ -1,0 +1,172 @@
+"""The one way envbuilder runs programs: argv lists only, never a shell.
+
+`capture` is for quick queries (versions, listings); `run` is for long steps: it streams the
+child's output into a log file and to an optional line callback, and on Ctrl-C stops the whole
+child process group before re-raising.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from envbuilder.errors import CommandFailed, ToolNotFound
+
+TAIL_LINES = 40
+
+
+def which(program: str, path: str | None = None) -> str:
+    """Resolve argv[0] against the PATH the child will see; a clear error when missing."""
+    if os.sep in program:
+        if os.access(program, os.X_OK):
+            return program
+        raise ToolNotFound(f"program not found or not executable: {program}")
+    found = shutil.which(program, path=path)
+    if not found:
+        raise ToolNotFound(f"'{program}' was not found on PATH", hint=f"install {program} or add it to PATH")
+    return found
+
+
+def quote(argv: Sequence[str]) -> str:
+    return shlex.join(str(a) for a in argv)
+
+
+def capture(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    merge_stderr: bool = False,
+) -> str:
+    """Run a short command and return its stdout (and stderr if merge_stderr); CommandFailed on failure."""
+    argv = [str(a) for a in argv]
+    exe = which(argv[0], (env or os.environ).get("PATH"))
+    try:
+        proc = subprocess.run(
+            [exe, *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=env,
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"timed out after {timeout:.0f} s: {quote(argv)}", argv=argv, returncode=-1) from None
+    except OSError as exc:
+        raise ToolNotFound(f"cannot run {quote(argv)}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-2000:]
+        raise CommandFailed(
+            f"command failed (exit {proc.returncode}): {quote(argv)}\n{tail}",
+            argv=argv,
+            returncode=proc.returncode,
+            tail=tail,
+        )
+    return proc.stdout
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run a long command, appending its merged stdout/stderr to `log`.
+
+    Raises CommandFailed with the output's tail on a non-zero exit or on timeout.
+    """
+    argv = [str(a) for a in argv]
+    exe = which(argv[0], (env or os.environ).get("PATH"))
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8", errors="replace") as out:
+        out.write(f"$ {quote(argv)}\n")
+        if cwd:
+            out.write(f"# cwd: {cwd}\n")
+        out.flush()
+        started = time.monotonic()
+        try:
+            child = subprocess.Popen(
+                [exe, *argv[1:]],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,  # so Ctrl-C / timeout can stop the whole group
+            )
+        except OSError as exc:
+            raise ToolNotFound(f"cannot run {quote(argv)}: {exc.strerror}") from None
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            _stop(child)
+
+        watchdog = threading.Timer(timeout, on_timeout) if timeout else None
+        if watchdog:
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                out.write(line)
+                tail.append(line.rstrip("\n"))
+                if on_line:
+                    on_line(line.rstrip("\n"))
+            child.wait()
+        except BaseException:
+            _stop(child)
+            out.write("\n# interrupted\n")
+            raise
+        finally:
+            if watchdog:
+                watchdog.cancel()
+        out.write(f"# exit {child.returncode} after {time.monotonic() - started:.1f} s\n")
+    if timed_out.is_set():
+        raise CommandFailed(
+            f"timed out after {timeout:.0f} s: {quote(argv)}", argv=argv, returncode=-1, log=log, tail="\n".join(tail)
+        )
+    if child.returncode != 0:
+        raise CommandFailed(
+            f"command failed (exit {child.returncode}): {quote(argv)}",
+            argv=argv,
+            returncode=child.returncode,
+            log=log,
+            tail="\n".join(tail),
+        )
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    """Terminate the child's process group, escalating to SIGKILL."""
+    if child.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

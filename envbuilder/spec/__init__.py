@@ -1,0 +1,1 @@
+"""Declarative data: recipes, extension specs, `when:` conditions, and the search path."""

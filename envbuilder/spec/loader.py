@@ -1,0 +1,328 @@
+"""Recipe and extension YAML -> model. Every error names file, line and key and says what was
+expected; unknown keys are errors (with a "did you mean").
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement
+from packaging.requirements import Requirement as Pep508
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from envbuilder import __version__
+from envbuilder.errors import SpecError
+from envbuilder.spec import yamlfile
+from envbuilder.spec.conditions import Condition, parse_condition, parse_specifier
+from envbuilder.spec.model import (
+    ExtensionSpec,
+    ExtensionUse,
+    GitSource,
+    PathSource,
+    Recipe,
+    Requirement,
+    Source,
+    TorchVariant,
+)
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+TORCH_TAG_RE = re.compile(r"^cu(\d{2,3})$")
+URL_RE = re.compile(r"^(https?://|ssh://|git://|file://|git@[^:]+:)\S+$")
+TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return type(value).__name__
+
+
+class Node:
+    """A value from the YAML file with where it came from."""
+
+    def __init__(self, value: Any, file: Path, key: str, line: int | None) -> None:
+        self.value = value
+        self.file = file
+        self.key = key
+        self.line = line
+
+    def error(self, message: str, hint: str | None = None, *, line: int | None = None) -> SpecError:
+        return SpecError(message, file=self.file, line=line or self.line, key=self.key or None, hint=hint)
+
+    def _child(self, key: str) -> str:
+        return f"{self.key}.{key}" if self.key else key
+
+    def fields(self, required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[str, Node]:
+        required, optional = list(required), list(optional)
+        if not isinstance(self.value, dict):
+            raise self.error(f"expected a mapping with keys {', '.join(required + optional)}, got {_kind(self.value)}")
+        lines = getattr(self.value, "key_lines", {})
+        allowed = required + optional
+        result = {}
+        for key, value in self.value.items():
+            line = lines.get(key, self.line)
+            if not isinstance(key, str):
+                raise self.error(f"keys must be strings, got {_kind(key)}", line=line)
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+                raise SpecError(f"unknown key '{key}'", file=self.file, line=line, key=self._child(key), hint=hint)
+            result[key] = Node(value, self.file, self._child(key), line)
+        missing = [k for k in required if k not in result]
+        if missing:
+            raise self.error(f"missing required key '{missing[0]}'", hint=f"required keys: {', '.join(required)}")
+        return result
+
+    def entries(self) -> list[tuple[str, Node]]:
+        """A mapping whose keys are data (e.g. torch variants)."""
+        if not isinstance(self.value, dict):
+            raise self.error(f"expected a mapping, got {_kind(self.value)}")
+        lines = getattr(self.value, "key_lines", {})
+        out = []
+        for key, value in self.value.items():
+            if not isinstance(key, str):
+                raise self.error(f"keys must be strings, got {_kind(key)}", line=lines.get(key))
+            out.append((key, Node(value, self.file, self._child(key), lines.get(key, self.line))))
+        return out
+
+    def items(self) -> list[Node]:
+        if not isinstance(self.value, list):
+            raise self.error(f"expected a list, got {_kind(self.value)}")
+        lines = getattr(self.value, "item_lines", [self.line] * len(self.value))
+        return [Node(v, self.file, f"{self.key}[{i}]", lines[i]) for i, v in enumerate(self.value)]
+
+    def string(self, *, pattern: re.Pattern[str] | None = None, expected: str = "a string") -> str:
+        if not isinstance(self.value, str) or not self.value.strip():
+            hint = None
+            if isinstance(self.value, float):
+                hint = "quote versions: YAML reads 3.10 as the number 3.1"
+            raise self.error(f"expected {expected}, got {_kind(self.value)}", hint=hint)
+        if pattern and not pattern.match(self.value):
+            raise self.error(f"expected {expected}, got {self.value!r}")
+        return self.value
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.error(f"expected true or false, got {_kind(self.value)}")
+        return self.value
+
+    def strings(self) -> tuple[str, ...]:
+        return tuple(item.string() for item in self.items())
+
+    def specifier(self, *, bare_version_means_series: bool = True) -> SpecifierSet:
+        text = self.string(expected="a version specifier such as '>=2.7'")
+        try:
+            return parse_specifier(text) if bare_version_means_series else SpecifierSet(text)
+        except (InvalidSpecifier, InvalidVersion):
+            raise self.error(f"{text!r} is not a version specifier", hint="examples: '>=2.7', '==2.14.1', '3.12'") from None
+
+    def condition(self) -> Condition:
+        fields = self.value if isinstance(self.value, dict) else None
+        if fields is None:
+            raise self.error(
+                f"expected a mapping of variable to specifier, got {_kind(self.value)}",
+                hint="example: when: {cuda: '>=12.5', gcc: '>=13'}",
+            )
+        for key in fields:
+            if not isinstance(key, str):
+                raise self.error(f"keys must be strings, got {_kind(key)}")
+        try:
+            return parse_condition(fields)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
+
+    def requirement(self) -> str:
+        text = self.string(expected="a PEP 508 requirement such as 'numpy<2'")
+        try:
+            Pep508(text)
+        except InvalidRequirement as exc:
+            raise self.error(f"{text!r} is not a valid requirement: {exc}") from None
+        return text
+
+
+def _root(path: Path) -> tuple[Node, str]:
+    data, sha256 = yamlfile.load(path)
+    if data is None:
+        raise SpecError("file is empty", file=path, line=1)
+    return Node(data, path, "", getattr(data, "line", 1)), sha256
+
+
+def _check_name(node: Node, path: Path, what: str) -> str:
+    name = node.string(pattern=NAME_RE, expected="a lower-case name (letters, digits, '.', '_', '-')")
+    if name != path.stem and not (what == "extension" and name == path.parent.name):
+        expected = path.parent.name if what == "extension" else path.stem
+        raise node.error(f"name {name!r} does not match the file name", hint=f"call it '{expected}' or rename the file")
+    return name
+
+
+def _check_envbuilder(node: Node) -> SpecifierSet:
+    spec = node.specifier(bare_version_means_series=False)
+    if not spec.contains(Version(__version__), prereleases=True):
+        raise node.error(
+            f"needs envbuilder {spec}, this is {__version__}", hint="upgrade envbuilder (pip install -U envbuilder)"
+        )
+    return spec
+
+
+def load_extension(path: Path) -> ExtensionSpec:
+    root, sha256 = _root(path)
+    f = root.fields(
+        required=("name", "summary", "import"),
+        optional=("envbuilder", "build_requires", "probe", "patches", "license"),
+    )
+    if "envbuilder" in f:
+        _check_envbuilder(f["envbuilder"])
+    name = _check_name(f["name"], path, "extension")
+    spec = ExtensionSpec(
+        name=name,
+        file=path,
+        sha256=sha256,
+        summary=f["summary"].string(),
+        import_name=f["import"].string(pattern=MODULE_RE, expected="a Python module name"),
+        build_requires=tuple(n.requirement() for n in f["build_requires"].items())
+        if "build_requires" in f
+        else ExtensionSpec.build_requires,
+        probe=f["probe"].string(pattern=NAME_RE, expected="a probe name") if "probe" in f else None,
+        patches=tuple(n.string(pattern=NAME_RE, expected="a patch name") for n in f["patches"].items())
+        if "patches" in f
+        else (),
+        license=f["license"].string() if "license" in f else None,
+    )
+    return spec
+
+
+def _source(node: Node, recipe_file: Path) -> Source:
+    if isinstance(node.value, dict) and "path" in node.value:
+        f = node.fields(required=("path",))
+        raw = Path(f["path"].string(expected="a directory path"))
+        return PathSource(path=(recipe_file.parent / raw).resolve() if not raw.is_absolute() else raw)
+    f = node.fields(required=("git", "commit"), optional=("submodules", "branch", "note"))
+    url = f["git"].string(pattern=URL_RE, expected="a git URL (https://, ssh://, file:// or git@host:)")
+    commit_node = f["commit"]
+    commit = commit_node.value
+    if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+        shown = commit if isinstance(commit, str) else _kind(commit)
+        raise commit_node.error(
+            f"expected a full 40-character commit hash, got {shown!r}",
+            hint="branches, tags and short hashes move or collide; resolve one with "
+            "`git rev-parse <ref>` in a clone and paste the full hash",
+        )
+    return GitSource(
+        url=url,
+        commit=commit,
+        submodules=f["submodules"].boolean() if "submodules" in f else True,
+        branch=f["branch"].string() if "branch" in f else None,
+        note=f["note"].string() if "note" in f else None,
+    )
+
+
+def _torch(node: Node) -> tuple[TorchVariant, ...]:
+    variants = []
+    for tag, vnode in node.entries():
+        match = TORCH_TAG_RE.match(tag)
+        if not match:
+            raise SpecError(
+                f"unknown CUDA build tag {tag!r}",
+                file=node.file,
+                line=vnode.line,
+                key=vnode.key,
+                hint="use PyTorch's tags: cu126, cu128, cu129, cu130 …",
+            )
+        digits = match.group(1)
+        cuda = Version(f"{digits[:-1]}.{digits[-1]}")
+        f = vnode.fields(required=("torch",), optional=(*TORCH_PACKAGES[1:], "index"))
+        packages = tuple((name, str(f[name].specifier(bare_version_means_series=False))) for name in TORCH_PACKAGES if name in f)
+        index = f["index"].string(pattern=URL_RE, expected="an index URL") if "index" in f else None
+        variants.append(TorchVariant(tag=tag, cuda=cuda, packages=packages, index=index))
+    if not variants:
+        raise node.error("no torch variant", hint="give at least one, e.g. cu130: {torch: '>=2.11'}")
+    return tuple(variants)
+
+
+def _requirements(node: Node) -> tuple[Requirement, ...]:
+    out = []
+    for item in node.items():
+        if isinstance(item.value, dict):
+            f = item.fields(required=("req",), optional=("when", "why"))
+            out.append(
+                Requirement(
+                    text=f["req"].requirement(),
+                    when=f["when"].condition() if "when" in f else None,
+                    why=f["why"].string() if "why" in f else None,
+                )
+            )
+        else:
+            out.append(Requirement(text=item.requirement()))
+    return tuple(out)
+
+
+def _extension_uses(node: Node, find_extension: Callable[[str, Node], ExtensionSpec]) -> tuple[ExtensionUse, ...]:
+    uses = []
+    seen: set[str] = set()
+    for item in node.items():
+        f = item.fields(required=("use", "path"), optional=("when",))
+        name = f["use"].string(pattern=NAME_RE, expected="an extension name")
+        if name in seen:
+            raise f["use"].error(f"extension {name!r} is listed twice")
+        seen.add(name)
+        rel = f["path"].string(expected="a path inside the source tree")
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise f["path"].error(f"{rel!r} leaves the source tree", hint="give a path relative to the source root")
+        uses.append(
+            ExtensionUse(
+                spec=find_extension(name, f["use"]),
+                path=rel,
+                when=f["when"].condition() if "when" in f else None,
+            )
+        )
+    return tuple(uses)
+
+
+def load_recipe(path: Path, find_extension: Callable[[str, Node], ExtensionSpec]) -> Recipe:
+    """Parse recipes/<name>.yaml. `find_extension(name, node)` resolves `use:` names."""
+    root, sha256 = _root(path)
+    f = root.fields(
+        required=("name", "summary", "source", "python", "torch"),
+        optional=("envbuilder", "license", "requirements", "extensions", "patches", "env"),
+    )
+    envbuilder = _check_envbuilder(f["envbuilder"]) if "envbuilder" in f else None
+    env: list[tuple[str, str]] = []
+    if "env" in f:
+        for key, vnode in f["env"].entries():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise vnode.error(f"{key!r} is not an environment variable name")
+            env.append((key, vnode.string()))
+    return Recipe(
+        name=_check_name(f["name"], path, "recipe"),
+        file=path,
+        sha256=sha256,
+        summary=f["summary"].string(),
+        source=_source(f["source"], path),
+        python=f["python"].specifier(),
+        torch=_torch(f["torch"]),
+        requirements=_requirements(f["requirements"]) if "requirements" in f else (),
+        extensions=_extension_uses(f["extensions"], find_extension) if "extensions" in f else (),
+        patches=tuple(n.string(pattern=NAME_RE, expected="a patch name") for n in f["patches"].items())
+        if "patches" in f
+        else (),
+        env=tuple(env),
+        license=f["license"].string() if "license" in f else None,
+        envbuilder=envbuilder,
+    )

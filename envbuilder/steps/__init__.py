@@ -1,0 +1,22 @@
+"""One module per build step, run in this order. Each has `run(ctx, inputs) -> outputs`:
+inputs come from the plan (their hash is the step's key), outputs are recorded in the env's
+state and feed later steps and the manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from envbuilder.context import Context
+from envbuilder.steps import extensions, manifest, sources, toolchain, venv, verify, wheels
+
+StepFunction = Callable[[Context, dict], dict]
+
+STEPS: dict[str, StepFunction] = {
+    "toolchain": toolchain.run,
+    "sources": sources.run,
+    "venv": venv.run,
+    "wheels": wheels.run,
+    "extensions": extensions.run,
+    "verify": verify.run,
+    "manifest": manifest.run,
+}

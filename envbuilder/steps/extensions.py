@@ -1,0 +1,84 @@
+"""extensions: build each CUDA extension as a wheel for the planned archs, then install it.
+
+Built with the env's own pip, no build isolation (the extension must see the env's torch),
+TORCH_CUDA_ARCH_LIST from --arch, CUDA_HOME from the plan and MAX_JOBS sized from cores and RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from envbuilder import installer
+from envbuilder.context import Context
+from envbuilder.errors import EnvbuilderError, InputError
+
+
+def run(ctx: Context, inputs: dict) -> dict:
+    tool = installer.for_context(ctx)
+    root = Path(str(ctx.outputs["sources"]["root"]))
+    ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
+    env = ctx.build_env()
+    built = []
+    for ext in inputs["extensions"]:
+        source = root / ext["path"]
+        if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
+            raise InputError(f"extension {ext['name']}: no setup.py or pyproject.toml in {source}")
+        shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
+        ctx.note(f"compiling {ext['name']} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"envbuilder-{ext['name']}-") as out, _arch_free_path(source) as build_from:
+            tool.build_wheel(build_from, Path(out), env)
+            wheels = sorted(Path(out).glob("*.whl"))
+            if len(wheels) != 1:
+                raise EnvbuilderError(f"extension {ext['name']}: expected one wheel, the build made {len(wheels)}")
+            wheel = ctx.layout.wheels / wheels[0].name
+            shutil.move(str(wheels[0]), wheel)
+        seconds = round(time.monotonic() - started, 1)
+        tool.install([str(wheel)], options=["--no-deps", "--force-reinstall"])
+        with zipfile.ZipFile(wheel) as zf:
+            so_files = sorted(n for n in zf.namelist() if n.endswith(".so") or ".so." in n)
+        built.append(
+            {
+                "name": ext["name"],
+                "import": ext["import"],
+                "wheel": str(wheel),
+                "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                "so_files": so_files,
+                "build_seconds": seconds,
+            }
+        )
+        ctx.note(f"built {wheel.name} in {seconds:.0f} s")
+    return {"extensions": built}
+
+
+class _arch_free_path:
+    """torch drops every -gencode flag when any nvcc flag contains the text "arch" (bw §2), and
+    upstream setup.py files pass -I<their absolute path>/third_party/glm. If the source path
+    contains "arch", build through a symlink whose path does not (setup.py uses abspath, which
+    keeps the symlink)."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.link: Path | None = None
+
+    def __enter__(self) -> Path:
+        if "arch" not in str(self.source).lower():
+            return self.source
+        digest = hashlib.sha256(str(self.source).encode()).hexdigest()[:12]
+        base = Path(tempfile.gettempdir())
+        if "arch" in str(base).lower():
+            base = Path("/tmp")
+        self.link = base / f"envbuilder-build-{digest}"
+        if self.link.is_symlink() or self.link.exists():
+            self.link.unlink()
+        self.link.symlink_to(self.source, target_is_directory=True)
+        return self.link
+
+    def __exit__(self, *exc: object) -> None:
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)

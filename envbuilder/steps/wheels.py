@@ -1,0 +1,50 @@
+"""wheels: torch from the index that matches the CUDA build, then the recipe's pins and the
+extensions' build tools, installed against the already-installed torch so nothing replaces it.
+Then torch is checked: a CUDA build, with the CUDA major nvcc has."""
+
+from __future__ import annotations
+
+import json
+
+from packaging.version import Version
+
+from envbuilder import installer
+from envbuilder.context import Context
+from envbuilder.errors import CompatError
+from envbuilder.host import compat
+
+TORCH_FACTS = """
+import json, torch
+flags = getattr(torch._C, "_cuda_getArchFlags", lambda: "")() or ""
+print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "file": torch.__file__,
+                  "arch_flags": flags.split()}))
+"""
+
+
+def run(ctx: Context, inputs: dict) -> dict:
+    tool = installer.for_context(ctx)
+    ctx.note(f"installing {' '.join(inputs['torch'])}")
+    tool.install(inputs["torch"], index=inputs["index"])
+    torch = json.loads(ctx.capture([ctx.layout.python, "-c", TORCH_FACTS]).strip().splitlines()[-1])
+    if not torch["cuda"]:
+        raise CompatError(
+            f"torch {torch['version']} in the env is a CPU-only build: it cannot build CUDA extensions",
+            hint="install a CUDA build (the recipe's torch index), or drop --system-site-packages if it came from there",
+        )
+    problem = compat.torch_cuda_problem(Version(torch["cuda"]), ctx.plan.toolkit.version)
+    if problem:
+        raise problem
+    pins = [f"{name}=={version}" for name, version in _torch_pins(tool.packages())]
+    extra = list(inputs["requirements"]) + list(inputs["build_requires"])
+    if ctx.plan.installer == "uv":
+        extra.append("pip")  # extension wheels are built with the env's own pip
+    if extra:
+        ctx.note(f"installing {len(extra)} requirements and build tools")
+        tool.install(extra, constraints=pins)
+    packages = tool.packages()
+    ctx.note(f"torch {torch['version']} (CUDA {torch['cuda']}), {len(packages)} packages")
+    return {"torch": torch, "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+
+
+def _torch_pins(packages: dict[str, str]) -> list[tuple[str, str]]:
+    return [(name, version) for name, version in packages.items() if name.lower() in ("torch", "torchvision", "torchaudio")]
