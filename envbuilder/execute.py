@@ -101,11 +101,6 @@ class State:
         record = self.steps.get(step.name)
         return bool(record and record.get("status") == "done" and record.get("key") == step.key)
 
-    def forget_from(self, plan: Plan, name: str) -> None:
-        names = [s.name for s in plan.steps]
-        for later in names[names.index(name) :]:
-            self.steps.pop(later, None)
-
     def record(self, step: PlannedStep, status: str, seconds: float, outputs: dict | None = None, error: str | None = None) -> None:
         self.steps[step.name] = {
             "key": step.key,
@@ -148,6 +143,19 @@ class EnvLock:
             self.fd = None
 
 
+def still_valid(name: str, layout: Layout, outputs: dict) -> bool:
+    """Cheap checks that a completed step's results are still on disk (a user may delete them)."""
+    if name == "sources":
+        return Path(str(outputs.get("root", ""))).is_dir()
+    if name == "venv":
+        return layout.python.exists()
+    if name == "extensions":
+        return all(Path(e["wheel"]).is_file() for e in outputs.get("extensions", []))
+    if name == "manifest":
+        return layout.manifest.is_file()
+    return True
+
+
 def check_prefix(layout: Layout) -> None:
     """Refuse to build into a directory that holds something other than an envbuilder env."""
     prefix = layout.prefix
@@ -170,20 +178,25 @@ def execute(plan: Plan, host: HostFacts, reporter: Reporter | None = None) -> Bu
         state = State(layout.state_file)
         ctx = Context(plan=plan, host=host, layout=layout, log=layout.logs / "build.log", outputs=result.outputs)
         ctx.on_line, ctx.on_note = reporter.step_line, reporter.step_note
-        rerunning = False
+        rerun: set[str] = set()
         total = len(plan.steps)
         for index, step in enumerate(plan.steps, 1):
             log = layout.logs / f"{index:02d}-{step.name}.log"
-            if not rerunning and state.is_done(step):
-                result.outputs[step.name] = state.steps[step.name]["outputs"]
+            record = state.steps.get(step.name, {})
+            if (
+                state.is_done(step)
+                and not rerun.intersection(step.depends)
+                and still_valid(step.name, layout, record.get("outputs", {}))
+            ):
+                result.outputs[step.name] = record["outputs"]
                 result.steps.append(StepResult(step.name, "skipped", 0.0, str(log)))
                 reporter.step_skip(step, index, total)
                 continue
-            if not rerunning:
-                rerunning = True
-                state.forget_from(plan, step.name)
+            if not rerun:
                 layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
-                state.save()
+            rerun.add(step.name)
+            state.steps.pop(step.name, None)
+            state.save()
             log.write_text(f"# envbuilder step {step.name} (key {step.key})\n# {step.summary}\n")
             ctx.log = log
             reporter.step_start(step, index, total)

@@ -23,7 +23,17 @@ from envbuilder.paths import default_prefix
 from envbuilder.spec.conditions import parse_specifier
 from envbuilder.spec.model import ExtensionUse, GitSource, PathSource, Recipe, TorchVariant
 
-STEP_NAMES = ("toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest")
+# Which earlier steps each step builds on. A step's key hashes its own inputs and the keys of
+# these, so a changed source re-builds the extensions but keeps the venv and its torch.
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "toolchain": (),
+    "sources": (),
+    "venv": ("toolchain",),
+    "wheels": ("venv",),
+    "extensions": ("toolchain", "sources", "wheels"),
+    "verify": ("extensions",),
+    "manifest": ("toolchain", "sources", "venv", "wheels", "extensions", "verify"),
+}
 GIB_PER_BUILD_JOB = 3.0  # nvcc on a rasterizer-sized .cu peaks near 2-3 GiB
 
 
@@ -46,9 +56,10 @@ class PlannedStep:
     summary: str
     inputs: dict[str, object]
     key: str
+    depends: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "summary": self.summary, "key": self.key, "inputs": self.inputs}
+        return {"name": self.name, "summary": self.summary, "key": self.key, "depends": list(self.depends), "inputs": self.inputs}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,11 +381,11 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         ("manifest", f"write {prefix / 'envbuilder.lock.json'}", {"recipe_sha256": recipe.sha256, "envbuilder": __version__}),
     ]
     steps = []
-    chain = ""
+    keys: dict[str, str] = {}
     for name, summary, step_inputs in inputs:
-        key = _sha256_json({"step": name, "inputs": step_inputs, "previous": chain})[:16]
-        steps.append(PlannedStep(name, summary, step_inputs, key))
-        chain = key
+        depends = DEPENDS[name]
+        keys[name] = _sha256_json({"step": name, "inputs": step_inputs, "depends": [keys[d] for d in depends]})[:16]
+        steps.append(PlannedStep(name, summary, step_inputs, keys[name], depends))
     return Plan(
         recipe=recipe,
         prefix=prefix,

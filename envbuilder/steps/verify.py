@@ -19,6 +19,10 @@ from envbuilder.paths import probes_dir
 
 IMPORTS = """
 import importlib, json, sys, traceback
+try:
+    import torch  # extension modules link against libtorch: load it the way users do
+except ImportError:
+    pass
 result = {}
 for name in sys.argv[1:]:
     try:
