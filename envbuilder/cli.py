@@ -165,7 +165,7 @@ def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     recipe = _catalog(args).recipe(args.recipe)
     extra_toolkits = [(Path(args.cuda), "--cuda")] if args.cuda and "/" in args.cuda else None
-    host = discover(gpus=not args.arch, extra_toolkits=extra_toolkits)
+    host = discover(extra_toolkits=extra_toolkits)
     if args.python and "/" in args.python:
         exe = Path(args.python)
         try:

@@ -24,7 +24,7 @@ from envbuilder.context import Context, Layout
 from envbuilder.errors import EnvbuilderError, EnvLocked, InputError, StepFailed
 from envbuilder.host import HostFacts
 from envbuilder.plan import Plan, PlannedStep
-from envbuilder.steps import STEPS
+from envbuilder.steps import STEPS, StepFunction
 
 STATE_VERSION = 1
 
@@ -168,8 +168,12 @@ def check_prefix(layout: Layout) -> None:
         )
 
 
-def execute(plan: Plan, host: HostFacts, reporter: Reporter | None = None) -> BuildResult:
+def execute(
+    plan: Plan, host: HostFacts, reporter: Reporter | None = None, steps: dict[str, StepFunction] | None = None
+) -> BuildResult:
+    """Run the plan's steps in order. `steps` replaces the step functions (tests of the executor)."""
     reporter = reporter or NullReporter()
+    steps = steps or STEPS
     layout = Layout(plan.prefix)
     check_prefix(layout)
     layout.logs.mkdir(parents=True, exist_ok=True)
@@ -202,7 +206,7 @@ def execute(plan: Plan, host: HostFacts, reporter: Reporter | None = None) -> Bu
             reporter.step_start(step, index, total)
             started = time.monotonic()
             try:
-                outputs = STEPS[step.name](ctx, step.inputs)
+                outputs = steps[step.name](ctx, step.inputs)
             except KeyboardInterrupt:
                 state.record(step, "interrupted", time.monotonic() - started)
                 state.save()

@@ -201,9 +201,9 @@ _VERSIONED_DIR = re.compile(r"^(?:cpython-)?(\d+\.\d+\.\d+)(?:[-+].*)?$")
 
 def find_interpreters() -> list[Interpreter]:
     """CPython interpreters: the running one, python3.X on PATH, pyenv and uv installs."""
-    # A venv's python is a link to its base interpreter: name the base, which venvs are made from.
-    running = Path(getattr(sys, "_base_executable", None) or sys.executable)
-    found: list[Interpreter] = [Interpreter(running, Version("%d.%d.%d" % sys.version_info[:3]), "running envbuilder")]
+    found: list[Interpreter] = [
+        Interpreter(Path(sys.executable), Version("%d.%d.%d" % sys.version_info[:3]), "running envbuilder")
+    ]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     uv_root = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
     for base, label in ((pyenv_root / "versions", "pyenv"), (uv_root, "uv")):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envbuilder import installer
@@ -23,8 +25,12 @@ print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "fil
 
 def run(ctx: Context, inputs: dict) -> dict:
     tool = installer.for_context(ctx)
-    ctx.note(f"installing {' '.join(inputs['torch'])}")
-    tool.install(inputs["torch"], index=inputs["index"])
+    torch_reqs = unsatisfied(inputs["torch"], tool.packages())
+    if torch_reqs:
+        ctx.note(f"installing {' '.join(torch_reqs)}")
+        tool.install(torch_reqs, index=inputs["index"])
+    else:
+        ctx.note(f"{' '.join(inputs['torch'])}: already satisfied in the env")
     torch = json.loads(ctx.capture([ctx.layout.python, "-c", TORCH_FACTS]).strip().splitlines()[-1])
     if not torch["cuda"]:
         raise CompatError(
@@ -38,12 +44,30 @@ def run(ctx: Context, inputs: dict) -> dict:
     extra = list(inputs["requirements"]) + list(inputs["build_requires"])
     if ctx.plan.installer == "uv":
         extra.append("pip")  # extension wheels are built with the env's own pip
+    extra = unsatisfied(extra, tool.packages())
     if extra:
-        ctx.note(f"installing {len(extra)} requirements and build tools")
+        ctx.note(f"installing {', '.join(extra)}")
         tool.install(extra, constraints=pins)
     packages = tool.packages()
     ctx.note(f"torch {torch['version']} (CUDA {torch['cuda']}), {len(packages)} packages")
     return {"torch": torch, "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+
+
+def unsatisfied(requirements: list[str], installed: dict[str, str]) -> list[str]:
+    """The requirements the env does not meet yet. Decided here rather than by the installer:
+    uv does not see packages an env inherits through a .pth file (--system-site-packages from a
+    venv), and skipping what is met keeps an offline machine offline."""
+    have = {canonicalize_name(name): version for name, version in installed.items()}
+    missing = []
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker or req.url or req.extras:
+            missing.append(text)  # the installer evaluates these
+            continue
+        version = have.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            missing.append(text)
+    return missing
 
 
 def _torch_pins(packages: dict[str, str]) -> list[tuple[str, str]]:
