@@ -128,11 +128,12 @@ def run(
             watchdog.start()
         try:
             assert child.stdout is not None
-            for line in child.stdout:
-                out.write(line)
-                tail.append(line.rstrip("\n"))
-                if on_line:
-                    on_line(line.rstrip("\n"))
+            with child.stdout:
+                for line in child.stdout:
+                    out.write(line)
+                    tail.append(line.rstrip("\n"))
+                    if on_line:
+                        on_line(line.rstrip("\n"))
             child.wait()
         except BaseException:
             _stop(child)
@@ -141,6 +142,8 @@ def run(
         finally:
             if watchdog:
                 watchdog.cancel()
+            if child.stdout and not child.stdout.closed:
+                child.stdout.close()
         out.write(f"# exit {child.returncode} after {time.monotonic() - started:.1f} s\n")
     if timed_out.is_set():
         raise CommandFailed(

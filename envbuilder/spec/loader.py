@@ -221,7 +221,9 @@ def _source(node: Node, recipe_file: Path) -> Source:
         shown = commit if isinstance(commit, str) else _kind(commit)
         raise commit_node.error(
             f"expected a full 40-character commit hash, got {shown!r}",
-            hint="branches, tags and short hashes move or collide; resolve one with "
+            hint="quote the hash: YAML reads a hash of digits as a number"
+            if isinstance(commit, (int, float))
+            else "branches, tags and short hashes move or collide; resolve one with "
             "`git rev-parse <ref>` in a clone and paste the full hash",
         )
     return GitSource(

@@ -75,6 +75,12 @@ def run(ctx: Context, inputs: dict) -> dict:
         )
     for b in binaries:
         ctx.note(f"{Path(b['file']).name}: SASS {' '.join(b['sass']) or '-'}; PTX {' '.join(b['ptx']) or '-'}")
+        jit_only = [arch for arch, how in b["runs_on"].items() if how == "ptx"]
+        if jit_only:
+            ctx.note(
+                f"warning: {Path(b['file']).name} runs on {', '.join(jit_only)} only through PTX JIT "
+                "(slow first start, no arch-tuned code): did the build ignore TORCH_CUDA_ARCH_LIST?"
+            )
 
     modules = inputs["modules"]
     imports = json.loads(ctx.capture([ctx.layout.python, "-c", IMPORTS, *modules]).strip().splitlines()[-1]) if modules else {}

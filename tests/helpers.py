@@ -1,0 +1,125 @@
+"""Test helpers: synthetic ELF/fatbin bytes, fake host facts, small git repos. All written here."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+from packaging.version import Version
+
+from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit
+
+FLAG_64BIT_LINUX = 0x11
+
+
+def fatbin_entry(kind: int, sm: int, *, flags: int = FLAG_64BIT_LINUX, payload: int = 32, header_size: int = 64, uncompressed: int = 0) -> bytes:
+    header = struct.pack(
+        "<HHIQIIHHIIIQQQ", kind, 0x0101, header_size, payload, 0, 0, 0, 0, sm, 0, 0, flags, 0, uncompressed
+    )
+    return header.ljust(header_size, b"\0") + bytes(payload)
+
+
+def fatbin_container(entries: list[bytes]) -> bytes:
+    body = b"".join(entries)
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
+
+
+def make_elf(sections: dict[str, bytes]) -> bytes:
+    """A minimal ELF64 little-endian shared object holding the given sections."""
+    names = [*sections, ".shstrtab"]
+    strtab = b"\0"
+    name_offsets = {}
+    for name in names:
+        name_offsets[name] = len(strtab)
+        strtab += name.encode() + b"\0"
+    data = bytearray(64)
+    offsets = {}
+    for name, blob in [*sections.items(), (".shstrtab", strtab)]:
+        data += bytes(-len(data) % 8)
+        offsets[name] = len(data)
+        data += blob
+    data += bytes(-len(data) % 8)
+    shoff = len(data)
+    headers = bytes(64)  # the null section
+    for name in names:
+        blob = sections.get(name, strtab)
+        sh_type = 3 if name == ".shstrtab" else 1
+        headers += struct.pack("<IIQQQQIIQQ", name_offsets[name], sh_type, 0, 0, offsets[name], len(blob), 0, 0, 8, 0)
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    shnum = len(names) + 1
+    header = ident + struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, shnum, shnum - 1)
+    data[:64] = header
+    return bytes(data) + headers
+
+
+def toolkit(version: str = "13.0.88", root: str = "/opt/fake-cuda", codes: tuple[int, ...] = (75, 80, 86, 89, 90, 100, 120)) -> Toolkit:
+    return Toolkit(root=Path(root), version=Version(version), found_by="test", sm_codes=codes)
+
+
+def host(
+    *,
+    toolkits: list[Toolkit] | None = None,
+    compilers: list[tuple[str, str]] | None = None,
+    pythons: list[tuple[str, str, str]] | None = None,
+    gpus: tuple = (),
+    tools: dict[str, str] | None = None,
+    glibc: str = "2.36",
+) -> HostFacts:
+    return HostFacts(
+        toolkits=tuple(toolkits if toolkits is not None else [toolkit()]),
+        compilers=tuple(
+            Compiler(Path(f"/usr/bin/{n}"), Version(v), n) for n, v in (compilers if compilers is not None else [("g++", "12.2.0")])
+        ),
+        interpreters=tuple(
+            Interpreter(Path(p), Version(v), by)
+            for p, v, by in (pythons if pythons is not None else [("/usr/bin/python3.12", "3.12.1", "PATH")])
+        ),
+        gpus=gpus,
+        gpu_note=None if gpus else "test host has no GPU",
+        cpu_count=8,
+        memory_gib=32.0,
+        glibc=glibc,
+        machine="Linux x86_64",
+        tools=tools if tools is not None else {"git": "/usr/bin/git"},
+    )
+
+
+def git(*args: str | Path, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    return subprocess.run(
+        ["git", "-c", "protocol.file.allow=always", "-c", "init.defaultBranch=main", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str]) -> str:
+    """A git repository with one commit of `files`; returns the commit hash."""
+    path.mkdir(parents=True, exist_ok=True)
+    git("init", "-q", cwd=path)
+    for name, text in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "test", cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
+def write_recipe(directory: Path, name: str, body: str) -> Path:
+    path = directory / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return path

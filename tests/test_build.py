@@ -1,0 +1,92 @@
+"""A real `envbuilder build canary --arch 12.0`: venv, CUDA torch, nvcc compile for sm_120,
+fatbin check, import, manifest; then a no-op rebuild and a rebuild for a second arch.
+
+The env lives under a path containing "research": torch would silently drop the -gencode flags
+there (any nvcc flag containing "arch"), so this also proves envbuilder's workaround."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from envbuilder import fatbin
+from envbuilder.errors import EnvbuilderError
+
+from conftest import run_cli
+from helpers import fatbin_container, fatbin_entry, make_elf
+
+pytestmark = [pytest.mark.build, pytest.mark.compile]
+
+
+def manifest(prefix: Path) -> dict:
+    return json.loads((prefix / "envbuilder.lock.json").read_text())
+
+
+def installed_so(prefix: Path) -> Path:
+    m = manifest(prefix)
+    (so,) = m["extensions"][0]["so_files"]
+    return Path(m["venv"]["platlib"]) / so
+
+
+def test_manifest_records_a_verified_env(canary_env):
+    assert "research" in str(canary_env)
+    m = manifest(canary_env)
+    assert m["archs"] == ["12.0"] and m["build_env"]["TORCH_CUDA_ARCH_LIST"] == "12.0"
+    assert m["torch"]["cuda"].startswith("13.") and "torch" in m["packages"]
+    assert m["verify"]["binaries"][0]["runs_on"] == {"12.0": "sass"}
+    assert m["verify"]["imports"]["envbuilder_canary"]["ok"] is True
+    assert m["toolchain"]["nvcc"].startswith("13.")
+    assert set(m["steps"]) == {"toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest"}
+
+
+def test_installed_binary_holds_sm120_sass(canary_env):
+    so = installed_so(canary_env)
+    assert fatbin.inspect_file(so).sass == ["sm_120"]
+    result = run_cli("inspect", str(so), "--arch", "12.0")
+    assert result.returncode == 0 and "yes (SASS)" in result.stdout
+
+
+def test_module_imports_in_the_env(canary_env):
+    out = subprocess.run(
+        [str(canary_env / "venv/bin/python"), "-c", "import envbuilder_canary as c; print(c.nvcc_version(), c.cplusplus)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert out[0].startswith("13")  # compiled by CUDA 13 nvcc
+    assert int(out[1]) >= 201703
+
+
+def test_second_build_does_no_work(canary_env):
+    started = time.monotonic()
+    result = run_cli("build", "canary", "--arch", "12.0", "--prefix", str(canary_env), "--installer", "pip", "--json")
+    assert result.returncode == 0, result.stderr
+    assert {s["status"] for s in json.loads(result.stdout)["steps"]} == {"skipped"}
+    assert time.monotonic() - started < 30
+
+
+def test_verify_rejects_a_binary_without_the_arch(canary_env, tmp_path):
+    """check_binaries on an sm_86-only .so: the env would not run on an RTX 50xx."""
+    from envbuilder.context import Context, Layout
+    from envbuilder.steps.verify import check_binaries
+
+    platlib = tmp_path / "site"
+    (platlib / "pkg").mkdir(parents=True)
+    (platlib / "pkg/_C.so").write_bytes(make_elf({".nv_fatbin": fatbin_container([fatbin_entry(2, 86)])}))
+    ctx = Context(plan=None, host=None, layout=Layout(tmp_path), log=tmp_path / "log")  # type: ignore[arg-type]
+    ctx.outputs = {"venv": {"platlib": str(platlib)}, "extensions": {"extensions": [{"name": "x", "so_files": ["pkg/_C.so"]}]}}
+    binaries, problems = check_binaries(ctx, ["12.0"])
+    assert binaries[0]["runs_on"] == {"12.0": None}
+    assert "no SASS or PTX for 12.0 (it holds SASS sm_86" in problems[0]
+
+
+def test_rebuild_for_two_archs_recompiles_only_the_extension(canary_env):
+    result = run_cli("build", "canary", "--arch", "9.0;12.0", "--prefix", str(canary_env), "--installer", "pip", "--json")
+    assert result.returncode == 0, result.stderr
+    status = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
+    assert status == {"toolchain": "skipped", "sources": "skipped", "venv": "skipped", "wheels": "skipped",
+                      "extensions": "done", "verify": "done", "manifest": "done"}
+    assert fatbin.inspect_file(installed_so(canary_env)).sass == ["sm_90", "sm_120"]
+    assert manifest(canary_env)["archs"] == ["9.0", "12.0"]

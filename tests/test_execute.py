@@ -1,0 +1,137 @@
+"""The executor's bookkeeping: skip, resume, re-run dependents, lock, failure records, diagnosis.
+
+The step functions here are stand-ins that record their calls; the real steps run in
+test_build.py. This file tests only the executor's decisions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from envbuilder.context import Context
+from envbuilder.errors import CommandFailed, EnvLocked, InputError, StepFailed
+from envbuilder.execute import EnvLock, execute
+from envbuilder.plan import Options, make_plan
+from envbuilder.spec.catalog import Catalog
+
+from helpers import host
+
+CANARY = Catalog.default().recipe("canary")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail: dict[str, BaseException] = {}
+        self.manifest_seen: dict[str, bool] = {}
+
+    def steps(self) -> dict:
+        def make(name: str):
+            def step(ctx: Context, inputs: dict) -> dict:
+                self.calls.append(name)
+                self.manifest_seen[name] = ctx.layout.manifest.exists()
+                if name in self.fail:
+                    with ctx.log.open("a") as log:
+                        log.write("nvcc output...\nsimple_knn.cu(90): error: identifier \"FLT_MAX\" is undefined\n")
+                    raise self.fail.pop(name)
+                if name == "venv":
+                    ctx.layout.python.parent.mkdir(parents=True, exist_ok=True)
+                    ctx.layout.python.write_text("")
+                if name == "sources":
+                    (ctx.layout.src / "demo").mkdir(parents=True, exist_ok=True)
+                    return {"root": str(ctx.layout.src / "demo")}
+                if name == "manifest":
+                    ctx.layout.manifest.write_text("{}")
+                return {"ran": name}
+
+            return step
+
+        return {n: make(n) for n in ("toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest")}
+
+
+def plan(prefix: Path, arch: str = "12.0"):
+    return make_plan(CANARY, host(), Options(arch=arch, prefix=prefix))
+
+
+ALL = ["toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest"]
+
+
+def test_runs_all_then_nothing(tmp_path):
+    rec = Recorder()
+    result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 7
+    state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
+    assert {k: v["status"] for k, v in state["steps"].items()} == dict.fromkeys(ALL, "done")
+    rec.calls.clear()
+    result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == [] and [s.status for s in result.steps] == ["skipped"] * 7
+
+
+def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
+    rec = Recorder()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    rec.calls.clear()
+    execute(plan(tmp_path / "env", "9.0;12.0"), host(), steps=rec.steps())
+    assert rec.calls == ["extensions", "verify", "manifest"]
+    assert rec.manifest_seen["extensions"] is False  # not "ready" while being changed
+
+
+def test_failure_is_recorded_and_resumed(tmp_path):
+    rec = Recorder()
+    rec.fail["extensions"] = CommandFailed("command failed (exit 1): pip wheel", argv=["pip"], returncode=1, tail="error")
+    with pytest.raises(StepFailed) as info:
+        execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    err = info.value
+    assert err.step == "extensions" and err.log.name == "05-extensions.log"
+    assert [d["id"] for d in err.diagnoses] == ["flt-max-undefined"]
+    assert not (tmp_path / "env/envbuilder.lock.json").exists()
+    state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
+    assert state["steps"]["extensions"]["status"] == "failed"
+    rec.calls.clear()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == ["extensions", "verify", "manifest"]
+
+
+def test_interrupt_leaves_step_undone(tmp_path):
+    rec = Recorder()
+    rec.fail["wheels"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    rec.calls.clear()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == ["wheels", "extensions", "verify", "manifest"]
+
+
+def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
+    rec = Recorder()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    (tmp_path / "env/venv/bin/python").unlink()
+    rec.calls.clear()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == ["venv", "wheels", "extensions", "verify", "manifest"]
+
+
+def test_internal_error_keeps_traceback(tmp_path):
+    rec = Recorder()
+    rec.fail["verify"] = ValueError("boom")
+    with pytest.raises(StepFailed, match="internal error") as info:
+        execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert "ValueError: boom" in info.value.log.read_text()
+
+
+def test_lock_refuses_a_second_build(tmp_path):
+    prefix = tmp_path / "env"
+    (prefix / ".envbuilder").mkdir(parents=True)
+    with EnvLock(prefix / ".envbuilder/lock"), pytest.raises(EnvLocked, match="another envbuilder process"):
+        execute(plan(prefix), host(), steps=Recorder().steps())
+
+
+def test_refuses_a_foreign_directory(tmp_path):
+    prefix = tmp_path / "mine"
+    prefix.mkdir()
+    (prefix / "thesis.tex").write_text("precious")
+    with pytest.raises(InputError, match="not an envbuilder environment"):
+        execute(plan(prefix), host(), steps=Recorder().steps())
+    assert sorted(p.name for p in prefix.iterdir()) == ["thesis.tex"]
