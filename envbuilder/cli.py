@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from envbuilder import __version__
 from envbuilder.errors import EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
@@ -27,14 +28,27 @@ def _add_recipes_option(p: argparse.ArgumentParser) -> None:
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe name (see `envbuilder list`)")
-    p.add_argument("--arch", help='GPU arch(s) to build for: 12.0 (RTX 50xx), "9.0;12.0", 12.0+PTX. Default: the GPUs present')
+    p.add_argument(
+        "--arch", help='GPU arch(s) to build for: 12.0 (RTX 50xx), "9.0;12.0", 12.0+PTX. Default: the GPUs present'
+    )
     p.add_argument("--cuda", help="CUDA toolkit version (12.8, 13.0) or its directory. Default: newest that fits")
-    p.add_argument("--python", help="Python version (3.12) or interpreter path. Default: this Python if the recipe allows it")
+    p.add_argument(
+        "--python", help="Python version (3.12) or interpreter path. Default: this Python if the recipe allows it"
+    )
     p.add_argument("--prefix", type=Path, help="where the env goes. Default: $ENVBUILDER_HOME/envs/<recipe>")
     p.add_argument("--jobs", type=int, help="parallel compile jobs (MAX_JOBS). Default: from cores and RAM")
     p.add_argument("--mirror", type=Path, metavar="DIR", help="local git mirrors to clone from instead of the network")
-    p.add_argument("--system-site-packages", action="store_true", help="let the venv see the interpreter's packages (reuse an installed torch)")
-    p.add_argument("--installer", choices=("auto", "uv", "pip"), default="auto", help="venv/installer backend (default: uv if on PATH)")
+    p.add_argument(
+        "--system-site-packages",
+        action="store_true",
+        help="let the venv see the interpreter's packages (reuse an installed torch)",
+    )
+    p.add_argument(
+        "--installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="venv/installer backend (default: uv if on PATH)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_recipes_option(p)
 
@@ -101,17 +115,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name, (path, origin) in sorted(catalog.recipe_files().items()):
         prefix = default_prefix(name)
-        status = "built" if (prefix / "envbuilder.lock.json").exists() else "incomplete" if (prefix / ".envbuilder").exists() else "-"
+        status = (
+            "built"
+            if (prefix / "envbuilder.lock.json").exists()
+            else "incomplete"
+            if (prefix / ".envbuilder").exists()
+            else "-"
+        )
         try:
             recipe = catalog.recipe(name)
             summary, error = recipe.summary, None
         except EnvbuilderError as exc:
             summary, error = "", exc.message
-        rows.append({"name": name, "summary": summary, "file": str(path), "origin": origin, "status": status, "prefix": str(prefix), "error": error})
+        rows.append(
+            {
+                "name": name,
+                "summary": summary,
+                "file": str(path),
+                "origin": origin,
+                "status": status,
+                "prefix": str(prefix),
+                "error": error,
+            }
+        )
     if args.json:
         report.print_json(rows)
     else:
-        report.table(None, ["recipe", "status", "origin", "summary"], [[r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {r['error']}[/]"] for r in rows])
+        report.table(
+            None,
+            ["recipe", "status", "origin", "summary"],
+            [[r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {r['error']}[/]"] for r in rows],
+        )
     return EXIT_OK
 
 
@@ -129,8 +163,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         "source": source,
         "python": str(recipe.python),
         "torch": [v.to_json() for v in recipe.torch],
-        "requirements": [{"req": r.text, "when": str(r.when) if r.when else None, "why": r.why} for r in recipe.requirements],
-        "extensions": [{"name": e.name, "path": e.path, "import": e.spec.import_name, "summary": e.spec.summary, "when": str(e.when) if e.when else None} for e in recipe.extensions],
+        "requirements": [
+            {"req": r.text, "when": str(r.when) if r.when else None, "why": r.why} for r in recipe.requirements
+        ],
+        "extensions": [
+            {
+                "name": e.name,
+                "path": e.path,
+                "import": e.spec.import_name,
+                "summary": e.spec.summary,
+                "when": str(e.when) if e.when else None,
+            }
+            for e in recipe.extensions
+        ],
         "patches": list(recipe.patches),
         "env": dict(recipe.env),
     }
@@ -146,8 +191,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("python", str(recipe.python)),
     ]
     rows += [(f"torch {v.tag}", " ".join(v.requirements()) + f"  ({v.index or 'PyPI'})") for v in recipe.torch]
-    rows += [("requires", r.text + (f"  when {r.when}" if r.when else "") + (f"  # {r.why}" if r.why else "")) for r in recipe.requirements]
-    rows += [(f"extension", f"{e.name} at {e.path} (import {e.spec.import_name})") for e in recipe.extensions]
+    rows += [
+        ("requires", r.text + (f"  when {r.when}" if r.when else "") + (f"  # {r.why}" if r.why else ""))
+        for r in recipe.requirements
+    ]
+    rows += [("extension", f"{e.name} at {e.path} (import {e.spec.import_name})") for e in recipe.extensions]
     report.kv_table(f"envbuilder show {recipe.name}", rows)
     return EXIT_OK
 
@@ -157,11 +205,11 @@ def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     from packaging.version import Version
 
+    from envbuilder.cache import tree_digest
     from envbuilder.host import discover
     from envbuilder.host.toolchain import Interpreter, interpreter_facts
     from envbuilder.plan import Options, make_plan
     from envbuilder.spec.model import PathSource
-    from envbuilder.steps.sources import tree_digest
 
     recipe = _catalog(args).recipe(args.recipe)
     extra_toolkits = [(Path(args.cuda), "--cuda")] if args.cuda and "/" in args.cuda else None
@@ -176,7 +224,11 @@ def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         host = dataclasses.replace(host, interpreters=(chosen, *host.interpreters))
     if args.mirror and not args.mirror.is_dir():
         raise InputError(f"--mirror {args.mirror}: not a directory")
-    digest = tree_digest(recipe.source.path) if isinstance(recipe.source, PathSource) and recipe.source.path.is_dir() else None
+    digest = (
+        tree_digest(recipe.source.path)
+        if isinstance(recipe.source, PathSource) and recipe.source.path.is_dir()
+        else None
+    )
     options = Options(
         arch=args.arch,
         cuda=args.cuda,
@@ -227,7 +279,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     archs = parse_arch_list(args.arch) if args.arch else ()
     reports = [fatbin.inspect_file(f) for f in args.files]
     missing = []
-    data = []
+    data: list[dict[str, Any]] = []
     for r in reports:
         coverage = {str(a): r.runs_on(a.major, a.minor, a.suffix) for a in archs}
         missing += [f"{r.path}: {a}" for a, how in coverage.items() if how is None]
@@ -235,11 +287,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         report.print_json(data)
     else:
-        for r, d in zip(reports, data):
-            report.out.print(f"[bold]{r.path}[/]: SASS {' '.join(r.sass) or '-'}  PTX {' '.join(r.ptx) or '-'}" + ("" if r.has_device_code else "  (no device code)"))
-            report.table(None, ["kind", "arch", "compression", "bytes", "section"], [[e.kind, e.arch, e.compression or "-", str(e.size), e.section] for e in r.entries])
+        for r, d in zip(reports, data, strict=True):
+            report.out.print(
+                f"[bold]{r.path}[/]: SASS {' '.join(r.sass) or '-'}  PTX {' '.join(r.ptx) or '-'}"
+                + ("" if r.has_device_code else "  (no device code)")
+            )
+            report.table(
+                None,
+                ["kind", "arch", "compression", "bytes", "section"],
+                [[e.kind, e.arch, e.compression or "-", str(e.size), e.section] for e in r.entries],
+            )
             for arch, how in d.get("runs_on", {}).items():
-                report.out.print(f"  runs on {arch}: " + ({"sass": "[green]yes (SASS)[/]", "ptx": "[yellow]via PTX JIT[/]"}.get(how or "", "[red]no[/]")))
+                report.out.print(
+                    f"  runs on {arch}: "
+                    + ({"sass": "[green]yes (SASS)[/]", "ptx": "[yellow]via PTX JIT[/]"}.get(how or "", "[red]no[/]"))
+                )
     if missing:
         report.err.print("[red]missing:[/] " + "; ".join(missing))
         return EXIT_FAILED
@@ -266,7 +328,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             report.err.print(f"compiling the canary program for {', '.join(str(a) for a in archs)} …")
         canary = doctor.compile_canary(host, archs, Catalog.default().extension("canary").file.parent, verdicts)
     can_build = any(v["ok"] for v in verdicts) and (canary is None or bool(canary.get("ok")))
-    data = {"host": host.to_json(), "archs": [str(a) for a in archs], "toolkits": verdicts, "canary": canary, "can_build": can_build}
+    data = {
+        "host": host.to_json(),
+        "archs": [str(a) for a in archs],
+        "toolkits": verdicts,
+        "canary": canary,
+        "can_build": can_build,
+    }
     if args.json:
         report.print_json(data)
     else:
@@ -282,7 +350,11 @@ def _render_doctor(host, archs, verdicts, canary, can_build) -> None:  # type: i
         [
             ("machine", f"{host.machine}, glibc {host.glibc or '?'}"),
             ("cpu / memory", f"{host.cpu_count} cores, {host.memory_gib:.0f} GiB"),
-            ("gpus", "; ".join(f"{g.name} (cc {g.compute_capability}, driver {g.driver})" for g in host.gpus) or (host.gpu_note or "none")),
+            (
+                "gpus",
+                "; ".join(f"{g.name} (cc {g.compute_capability}, driver {g.driver})" for g in host.gpus)
+                or (host.gpu_note or "none"),
+            ),
             ("compilers", ", ".join(f"{c.name} {c.version}" for c in host.compilers) or "none"),
             ("pythons", ", ".join(sorted({str(i.version) for i in host.interpreters})) or "none"),
             ("tools", ", ".join(f"{k}" for k in host.tools) or "none"),
@@ -291,7 +363,16 @@ def _render_doctor(host, archs, verdicts, canary, can_build) -> None:  # type: i
     report.table(
         f"CUDA toolkits for {', '.join(str(a) for a in archs)}",
         ["version", "root", "found by", "can build", "why not"],
-        [[v["toolkit"]["version"], v["toolkit"]["root"], v["toolkit"]["found_by"], "[green]yes[/]" if v["ok"] else "[red]no[/]", "; ".join(v["problems"])] for v in verdicts]
+        [
+            [
+                v["toolkit"]["version"],
+                v["toolkit"]["root"],
+                v["toolkit"]["found_by"],
+                "[green]yes[/]" if v["ok"] else "[red]no[/]",
+                "; ".join(v["problems"]),
+            ]
+            for v in verdicts
+        ]
         or [["-", "-", "-", "[red]no[/]", "no CUDA toolkit found (install CUDA >= 12.8 or set CUDA_HOME)"]],
     )
     if canary:
@@ -300,14 +381,18 @@ def _render_doctor(host, archs, verdicts, canary, can_build) -> None:  # type: i
         elif canary.get("error"):
             report.out.print(f"canary: [red]compile failed[/]: {canary['error']}")
         else:
-            report.out.print(f"canary: compiled in {canary['compile_seconds']} s with CUDA {canary['nvcc']}: SASS {' '.join(canary['sass'])}; PTX {' '.join(canary['ptx']) or '-'}")
+            report.out.print(
+                f"canary: compiled in {canary['compile_seconds']} s with CUDA {canary['nvcc']}: SASS {' '.join(canary['sass'])}; PTX {' '.join(canary['ptx']) or '-'}"
+            )
             run = canary["run"]
             if run.get("skipped"):
                 report.out.print(f"canary run: skipped ({run['skipped']})")
             else:
                 report.out.print(f"canary run: {'[green]ok[/]' if run.get('ok') else '[red]failed[/]'} {run}")
     archs_text = ", ".join(str(a) for a in archs)
-    report.out.print(f"[bold]{'[green]can build' if can_build else '[red]cannot build'}[/] for {archs_text} on this host")
+    report.out.print(
+        f"[bold]{'[green]can build' if can_build else '[red]cannot build'}[/] for {archs_text} on this host"
+    )
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -321,7 +406,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     else:
         for f in findings:
             report.out.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{f.line.strip()[:160]}[/]")
-            report.out.print(f"  cause: {f.cause}\n  fix:   {f.fix}" + (f"\n  run:   {f.signature.command}" if f.signature.command else ""))
+            report.out.print(
+                f"  cause: {f.cause}\n  fix:   {f.fix}"
+                + (f"\n  run:   {f.signature.command}" if f.signature.command else "")
+            )
     return EXIT_OK
 
 

@@ -10,12 +10,16 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from envbuilder import proc
 from envbuilder.host import HostFacts
 from envbuilder.plan import Plan
 
 MANIFEST_NAME = "envbuilder.lock.json"
+
+# Step inputs and outputs are JSON data: recorded in state.json and the manifest as they are.
+Data = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class Context:
     host: HostFacts
     layout: Layout
     log: Path
-    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
+    outputs: dict[str, Data] = field(default_factory=dict)
     on_line: Callable[[str], None] | None = None
     on_note: Callable[[str], None] | None = None
 
@@ -100,13 +104,27 @@ class Context:
         cwd: Path | None = None,
         timeout: float | None = None,
     ) -> None:
-        proc.run([str(a) for a in argv], log=self.log, env=env or self.build_env(), cwd=cwd, on_line=self.on_line, timeout=timeout)
+        proc.run(
+            [str(a) for a in argv],
+            log=self.log,
+            env=env or self.build_env(),
+            cwd=cwd,
+            on_line=self.on_line,
+            timeout=timeout,
+        )
 
-    def capture(self, argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 600) -> str:
-        argv = [str(a) for a in argv]
+    def capture(
+        self,
+        argv: Sequence[str | Path],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 600,
+    ) -> str:
+        args = [str(a) for a in argv]
         with self.log.open("a", encoding="utf-8") as f:
-            f.write(f"$ {proc.quote(argv)}\n")
-        out = proc.capture(argv, env=env or self.build_env(), cwd=cwd, timeout=timeout)
+            f.write(f"$ {proc.quote(args)}\n")
+        out = proc.capture(args, env=env or self.build_env(), cwd=cwd, timeout=timeout)
         with self.log.open("a", encoding="utf-8") as f:
             f.write(out if out.endswith("\n") or not out else out + "\n")
         return out

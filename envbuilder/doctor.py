@@ -11,6 +11,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from envbuilder import fatbin, proc
 from envbuilder.errors import EnvbuilderError
@@ -20,7 +21,7 @@ from envbuilder.host.compat import Arch
 CANARY_PROGRAM = Path("src") / "csrc" / "canary_main.cu"
 
 
-def toolkit_verdicts(host: HostFacts, archs: tuple[Arch, ...]) -> list[dict[str, object]]:
+def toolkit_verdicts(host: HostFacts, archs: tuple[Arch, ...]) -> list[dict[str, Any]]:
     verdicts = []
     for toolkit in host.toolkits:
         problems = [p.message for p in compat.cuda_problems(archs, toolkit.version)]
@@ -30,11 +31,13 @@ def toolkit_verdicts(host: HostFacts, archs: tuple[Arch, ...]) -> list[dict[str,
             problems.append("no C++ compiler (g++) found")
         elif not fitting:
             gcc = host.compilers[0]
-            problems.append(f"gcc {gcc.version} is too new for CUDA {toolkit.release} (max gcc {compat.gcc_max(toolkit.version)})")
+            problems.append(
+                f"gcc {gcc.version} is too new for CUDA {toolkit.release} (max gcc {compat.gcc_max(toolkit.version)})"
+            )
         verdicts.append(
             {
                 "toolkit": toolkit.to_json(),
-                "compiler": fitting and fitting[0].to_json() or None,
+                "compiler": (fitting and fitting[0].to_json()) or None,
                 "ok": not problems,
                 "problems": problems,
             }
@@ -43,22 +46,22 @@ def toolkit_verdicts(host: HostFacts, archs: tuple[Arch, ...]) -> list[dict[str,
 
 
 def compile_canary(
-    host: HostFacts, archs: tuple[Arch, ...], canary_dir: Path, verdicts: list[dict[str, object]]
-) -> dict[str, object]:
+    host: HostFacts, archs: tuple[Arch, ...], canary_dir: Path, verdicts: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Compile (and with a GPU, run) the canary program with the first toolkit that fits."""
     usable = [v for v in verdicts if v["ok"]]
     if not usable:
         return {"ok": False, "skipped": "no toolkit here can build for " + ", ".join(str(a) for a in archs)}
     verdict = usable[0]
-    toolkit = next(t for t in host.toolkits if str(t.root) == verdict["toolkit"]["root"])  # type: ignore[index]
+    toolkit = next(t for t in host.toolkits if str(t.root) == verdict["toolkit"]["root"])
     compiler = verdict["compiler"]
-    argv = [str(toolkit.nvcc), "-O2", "-std=c++17", "-ccbin", compiler["path"]]  # type: ignore[index]
+    argv = [str(toolkit.nvcc), "-O2", "-std=c++17", "-ccbin", compiler["path"]]
     for arch in archs:
         code = f"{arch.sm}{arch.suffix}"
         argv.append(f"-gencode=arch=compute_{code},code=sm_{code}")
         if arch.ptx:
             argv.append(f"-gencode=arch=compute_{code},code=compute_{code}")
-    result: dict[str, object] = {"toolkit": str(toolkit.root), "nvcc": str(toolkit.version)}
+    result: dict[str, Any] = {"toolkit": str(toolkit.root), "nvcc": str(toolkit.version)}
     with tempfile.TemporaryDirectory(prefix="envbuilder-doctor-") as tmp:
         exe = Path(tmp) / "canary"
         started = time.monotonic()
@@ -77,7 +80,7 @@ def compile_canary(
                 result["run"] = json.loads(out.strip().splitlines()[-1])
             except (EnvbuilderError, ValueError, IndexError) as exc:
                 result["run"] = {"ok": False, "error": getattr(exc, "message", str(exc))}
-            result["ok"] = bool(result["ok"]) and bool(result["run"].get("ok"))  # type: ignore[union-attr]
+            result["ok"] = bool(result["ok"]) and bool(result["run"].get("ok"))
         else:
             result["run"] = {"skipped": host.gpu_note or "no GPU"}
     return result

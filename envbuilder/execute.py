@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from envbuilder import diagnose
-from envbuilder.context import Context, Layout
+from envbuilder.context import Context, Data, Layout
 from envbuilder.errors import EnvbuilderError, EnvLocked, InputError, StepFailed
 from envbuilder.host import HostFacts
 from envbuilder.plan import Plan, PlannedStep
@@ -63,7 +63,7 @@ class BuildResult:
     prefix: Path
     manifest: Path
     steps: list[StepResult] = field(default_factory=list)
-    outputs: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, Data] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -80,7 +80,7 @@ class State:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.steps: dict[str, dict] = {}
+        self.steps: dict[str, Data] = {}
         if path.exists():
             try:
                 data = json.loads(path.read_text())
@@ -101,7 +101,9 @@ class State:
         record = self.steps.get(step.name)
         return bool(record and record.get("status") == "done" and record.get("key") == step.key)
 
-    def record(self, step: PlannedStep, status: str, seconds: float, outputs: dict | None = None, error: str | None = None) -> None:
+    def record(
+        self, step: PlannedStep, status: str, seconds: float, outputs: Data | None = None, error: str | None = None
+    ) -> None:
         self.steps[step.name] = {
             "key": step.key,
             "status": status,
@@ -143,7 +145,7 @@ class EnvLock:
             self.fd = None
 
 
-def still_valid(name: str, layout: Layout, outputs: dict) -> bool:
+def still_valid(name: str, layout: Layout, outputs: Data) -> bool:
     """Cheap checks that a completed step's results are still on disk (a user may delete them)."""
     if name == "sources":
         return Path(str(outputs.get("root", ""))).is_dir()
@@ -224,7 +226,12 @@ def execute(
                     f.write(traceback.format_exc())
                 state.record(step, "failed", seconds, error=repr(exc))
                 state.save()
-                failure = StepFailed(step.name, f"internal error: {exc!r}", log=log, hint="this is an envbuilder bug; please report it with the log")
+                failure = StepFailed(
+                    step.name,
+                    f"internal error: {exc!r}",
+                    log=log,
+                    hint="this is an envbuilder bug; please report it with the log",
+                )
                 reporter.step_failed(step, failure, seconds)
                 raise failure from exc
             seconds = time.monotonic() - started
@@ -246,6 +253,4 @@ def _step_failed(step: PlannedStep, exc: EnvbuilderError, log: Path) -> StepFail
     hint = exc.hint
     if findings:
         hint = "; ".join(f"{f.cause} Fix: {f.fix}" for f in findings[:2])
-    return StepFailed(
-        step.name, exc.message, log=log, tail=tail, hint=hint, diagnoses=[f.to_json() for f in findings]
-    )
+    return StepFailed(step.name, exc.message, log=log, tail=tail, hint=hint, diagnoses=[f.to_json() for f in findings])

@@ -7,6 +7,7 @@ both backends build the same way; with uv, pip is installed into the env as a bu
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,12 @@ class Installer:
         raise NotImplementedError
 
     def install(
-        self, requirements: Sequence[str], *, index: str | None = None, constraints: Sequence[str] = (), options: Sequence[str] = ()
+        self,
+        requirements: Sequence[str],
+        *,
+        index: str | None = None,
+        constraints: Sequence[str] = (),
+        options: Sequence[str] = (),
     ) -> None:
         raise NotImplementedError
 
@@ -37,36 +43,68 @@ class Installer:
             "import json, importlib.metadata as m\n"
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))"
         )
-        return json.loads(self.ctx.capture([self.python, "-c", script]))
+        found: dict[str, str] = json.loads(self.ctx.capture([self.python, "-c", script]))
+        return found
 
     def build_wheel(self, source: Path, out_dir: Path, env: dict[str, str]) -> None:
         self.ctx.run(
-            [self.python, "-m", "pip", "wheel", "-v", "--no-build-isolation", "--no-deps", "--disable-pip-version-check", "--wheel-dir", out_dir, source],
+            [
+                self.python,
+                "-m",
+                "pip",
+                "wheel",
+                "-v",
+                "--no-build-isolation",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--wheel-dir",
+                out_dir,
+                source,
+            ],
             env=env,
         )
 
     def _constraints_file(self, constraints: Sequence[str]) -> Path | None:
         if not constraints:
             return None
-        handle = tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="envbuilder-constraints-", delete=False)
-        with handle:
+        fd, name = tempfile.mkstemp(suffix=".txt", prefix="envbuilder-constraints-")
+        with os.fdopen(fd, "w") as handle:
             handle.write("\n".join(constraints) + "\n")
-        return Path(handle.name)
+        return Path(name)
 
 
 class Pip(Installer):
     name = "pip"
 
     def create_venv(self, interpreter: Path, dest: Path, *, system_site_packages: bool) -> None:
-        argv = [interpreter, "-m", "venv", *(["--system-site-packages"] if system_site_packages else []), dest]
+        argv: list[str | Path] = [
+            interpreter,
+            "-m",
+            "venv",
+            *(["--system-site-packages"] if system_site_packages else []),
+            dest,
+        ]
         self.ctx.run(argv)
 
     def install(
-        self, requirements: Sequence[str], *, index: str | None = None, constraints: Sequence[str] = (), options: Sequence[str] = ()
+        self,
+        requirements: Sequence[str],
+        *,
+        index: str | None = None,
+        constraints: Sequence[str] = (),
+        options: Sequence[str] = (),
     ) -> None:
         if not requirements:
             return
-        argv: list[str | Path] = [self.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *options]
+        argv: list[str | Path] = [
+            self.python,
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            *options,
+        ]
         if index:
             argv += ["--index-url", index, "--extra-index-url", PYPI]
         cfile = self._constraints_file(constraints)
@@ -83,11 +121,23 @@ class Uv(Installer):
     name = "uv"
 
     def create_venv(self, interpreter: Path, dest: Path, *, system_site_packages: bool) -> None:
-        argv = ["uv", "venv", "--python", interpreter, *(["--system-site-packages"] if system_site_packages else []), dest]
+        argv: list[str | Path] = [
+            "uv",
+            "venv",
+            "--python",
+            interpreter,
+            *(["--system-site-packages"] if system_site_packages else []),
+            dest,
+        ]
         self.ctx.run(argv)
 
     def install(
-        self, requirements: Sequence[str], *, index: str | None = None, constraints: Sequence[str] = (), options: Sequence[str] = ()
+        self,
+        requirements: Sequence[str],
+        *,
+        index: str | None = None,
+        constraints: Sequence[str] = (),
+        options: Sequence[str] = (),
     ) -> None:
         if not requirements:
             return

@@ -59,7 +59,13 @@ class PlannedStep:
     depends: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "summary": self.summary, "key": self.key, "depends": list(self.depends), "inputs": self.inputs}
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "key": self.key,
+            "depends": list(self.depends),
+            "inputs": self.inputs,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +167,10 @@ def choose_toolkit(
                 raise InputError(f"--cuda {wanted!r} is not a CUDA version", hint="e.g. --cuda 12.8") from None
             candidates = [t for t in host.toolkits if spec.contains(t.version, prereleases=True)]
         if not candidates:
-            raise InputError(f"no CUDA {wanted} toolkit on this machine (found: {found})", hint="install it, or pick one of those found with --cuda")
+            raise InputError(
+                f"no CUDA {wanted} toolkit on this machine (found: {found})",
+                hint="install it, or pick one of those found with --cuda",
+            )
         toolkit = candidates[0]
         problems = compat.cuda_problems(archs, toolkit.version)
         if problems:
@@ -224,7 +233,9 @@ def choose_interpreter(recipe: Recipe, options: Options, host: HostFacts, prov: 
             try:
                 wanted = parse_specifier(options.python)
             except (InvalidVersion, ValueError):
-                raise InputError(f"--python {options.python!r} is not a version or a path", hint="e.g. --python 3.12") from None
+                raise InputError(
+                    f"--python {options.python!r} is not a version or a path", hint="e.g. --python 3.12"
+                ) from None
             candidates = [i for i in candidates if wanted.contains(i.version, prereleases=True)]
             if not candidates:
                 raise InputError(
@@ -311,7 +322,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
     if isinstance(recipe.source, GitSource) and "git" not in host.tools:
         raise ToolNotFound("git is not on PATH and the recipe's source is a git repository", hint="install git")
 
-    facts = {
+    facts: dict[str, Version | list[Version] | None] = {
         "cuda": toolkit.version,
         "python": interpreter.version,
         "gcc": compiler.version,
@@ -334,13 +345,16 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
     torch_reqs = [f"torch{torch_spec}"] + [f"{n}{s}" for n, s in variant.packages if n != "torch"]
     source_inputs: dict[str, object]
     if isinstance(recipe.source, GitSource):
-        source_inputs = {"git": recipe.source.url, "commit": recipe.source.commit, "submodules": recipe.source.submodules}
+        source_inputs = {
+            "git": recipe.source.url,
+            "commit": recipe.source.commit,
+            "submodules": recipe.source.submodules,
+        }
     else:
         source_inputs = {"path": str(recipe.source.path), "digest": options.source_digest}
     build_requires = sorted({r for e in extensions for r in e.spec.build_requires})
     ext_inputs = [
-        {"name": e.name, "path": e.path, "import": e.spec.import_name, "spec_sha256": e.spec.sha256}
-        for e in extensions
+        {"name": e.name, "path": e.path, "import": e.spec.import_name, "spec_sha256": e.spec.sha256} for e in extensions
     ]
     inputs: list[tuple[str, str, dict[str, object]]] = [
         (
@@ -354,18 +368,34 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
                 "python": str(interpreter.path),
             },
         ),
-        ("sources", _source_summary(recipe, options), {**source_inputs, "mirror": str(options.mirror) if options.mirror else None}),
+        (
+            "sources",
+            _source_summary(recipe, options),
+            {**source_inputs, "mirror": str(options.mirror) if options.mirror else None},
+        ),
         (
             "venv",
-            f"{installer} venv with Python {interpreter.version}" + (" (+ system site-packages)" if options.system_site_packages else ""),
-            {"python": str(interpreter.path), "python_version": str(interpreter.version), "installer": installer, "system_site_packages": options.system_site_packages},
+            f"{installer} venv with Python {interpreter.version}"
+            + (" (+ system site-packages)" if options.system_site_packages else ""),
+            {
+                "python": str(interpreter.path),
+                "python_version": str(interpreter.version),
+                "installer": installer,
+                "system_site_packages": options.system_site_packages,
+            },
         ),
         (
             "wheels",
             f"{' '.join(torch_reqs)} ({variant.tag}, {variant.index or 'PyPI'})"
             + (f" + {len(requirements)} requirements" if requirements else "")
             + (f" + build tools {', '.join(build_requires)}" if build_requires else ""),
-            {"torch": torch_reqs, "index": variant.index, "requirements": list(requirements), "build_requires": build_requires, "cuda_major": toolkit.version.major},
+            {
+                "torch": torch_reqs,
+                "index": variant.index,
+                "requirements": list(requirements),
+                "build_requires": build_requires,
+                "cuda_major": toolkit.version.major,
+            },
         ),
         (
             "extensions",
@@ -376,9 +406,18 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             "verify",
             f"every .so holds SASS (or JIT-able PTX) for {', '.join(str(a) for a in archs)}; modules import"
             + ("; probes run on the GPU" if host.gpus else "; no GPU here: kernel probes skipped"),
-            {"archs": [str(a) for a in archs], "modules": [e.spec.import_name for e in extensions], "probes": [e.spec.probe for e in extensions if e.spec.probe], "gpus": [g.name for g in host.gpus]},
+            {
+                "archs": [str(a) for a in archs],
+                "modules": [e.spec.import_name for e in extensions],
+                "probes": [e.spec.probe for e in extensions if e.spec.probe],
+                "gpus": [g.name for g in host.gpus],
+            },
         ),
-        ("manifest", f"write {prefix / 'envbuilder.lock.json'}", {"recipe_sha256": recipe.sha256, "envbuilder": __version__}),
+        (
+            "manifest",
+            f"write {prefix / 'envbuilder.lock.json'}",
+            {"recipe_sha256": recipe.sha256, "envbuilder": __version__},
+        ),
     ]
     steps = []
     keys: dict[str, str] = {}

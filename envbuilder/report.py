@@ -37,7 +37,9 @@ def error(exc: EnvbuilderError) -> None:
             err.print(f"  full log: {escape(str(exc.log))}")
         for d in exc.diagnoses:
             err.print(f"  [yellow]diagnosis[/] ({d['id']}): {escape(d['cause'])}")
-            err.print(f"    fix: {escape(d['fix'])}" + (f"  [dim]({escape(d['command'])})[/]" if d.get("command") else ""))
+            err.print(
+                f"    fix: {escape(d['fix'])}" + (f"  [dim]({escape(d['command'])})[/]" if d.get("command") else "")
+            )
     if exc.hint and not (isinstance(exc, StepFailed) and exc.diagnoses):
         err.print(f"  [cyan]hint:[/] {escape(exc.hint)}")
 
@@ -50,11 +52,19 @@ def plan_text(plan: Plan) -> None:
     prov = plan.provenance
     rows = [
         ("recipe", f"{plan.recipe.name}  ({plan.recipe.file})", "recipe"),
-        ("arch", f"{', '.join(str(a) for a in plan.archs)}  (TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list})", prov.get("arch", "")),
+        (
+            "arch",
+            f"{', '.join(str(a) for a in plan.archs)}  (TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list})",
+            prov.get("arch", ""),
+        ),
         ("cuda", f"{plan.toolkit.version} at {plan.toolkit.root}", prov.get("cuda", "")),
         ("compiler", f"{plan.compiler.name} {plan.compiler.version} ({plan.compiler.path})", prov.get("compiler", "")),
         ("python", f"{plan.interpreter.version} ({plan.interpreter.path})", prov.get("python", "")),
-        ("torch", f"{plan.torch.tag}: {' '.join(plan.torch.requirements())} from {plan.torch.index or 'PyPI'}", prov.get("torch", "")),
+        (
+            "torch",
+            f"{plan.torch.tag}: {' '.join(plan.torch.requirements())} from {plan.torch.index or 'PyPI'}",
+            prov.get("torch", ""),
+        ),
         ("jobs", str(plan.jobs), prov.get("jobs", "")),
         ("installer", plan.installer, prov.get("installer", "")),
         ("prefix", str(plan.prefix), prov.get("prefix", "")),

@@ -40,7 +40,9 @@ def cuda():
     return toolkit
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a child process, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "envbuilder", *args],
@@ -59,7 +61,9 @@ def canary_env(tmp_path_factory: pytest.TempPathFactory, cuda) -> Path:
     base = tmp_path_factory.mktemp("canary")
     prefix = base / "research" / "canary-env"  # a path with "arch" in it: see test_build.py
     env = {"ENVBUILDER_HOME": str(base / "home"), "ENVBUILDER_CACHE": str(base / "cache")}
-    result = run_cli("build", "canary", "--arch", "12.0", "--prefix", str(prefix), "--installer", "pip", "--json", env=env)
+    result = run_cli(
+        "build", "canary", "--arch", "12.0", "--prefix", str(prefix), "--installer", "pip", "--json", env=env
+    )
     if result.returncode != 0:
         pytest.fail(f"canary build failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
     return prefix

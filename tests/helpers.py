@@ -14,7 +14,15 @@ from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit
 FLAG_64BIT_LINUX = 0x11
 
 
-def fatbin_entry(kind: int, sm: int, *, flags: int = FLAG_64BIT_LINUX, payload: int = 32, header_size: int = 64, uncompressed: int = 0) -> bytes:
+def fatbin_entry(
+    kind: int,
+    sm: int,
+    *,
+    flags: int = FLAG_64BIT_LINUX,
+    payload: int = 32,
+    header_size: int = 64,
+    uncompressed: int = 0,
+) -> bytes:
     header = struct.pack(
         "<HHIQIIHHIIIQQQ", kind, 0x0101, header_size, payload, 0, 0, 0, 0, sm, 0, 0, flags, 0, uncompressed
     )
@@ -54,7 +62,9 @@ def make_elf(sections: dict[str, bytes]) -> bytes:
     return bytes(data) + headers
 
 
-def toolkit(version: str = "13.0.88", root: str = "/opt/fake-cuda", codes: tuple[int, ...] = (75, 80, 86, 89, 90, 100, 120)) -> Toolkit:
+def toolkit(
+    version: str = "13.0.88", root: str = "/opt/fake-cuda", codes: tuple[int, ...] = (75, 80, 86, 89, 90, 100, 120)
+) -> Toolkit:
     return Toolkit(root=Path(root), version=Version(version), found_by="test", sm_codes=codes)
 
 
@@ -70,7 +80,8 @@ def host(
     return HostFacts(
         toolkits=tuple(toolkits if toolkits is not None else [toolkit()]),
         compilers=tuple(
-            Compiler(Path(f"/usr/bin/{n}"), Version(v), n) for n, v in (compilers if compilers is not None else [("g++", "12.2.0")])
+            Compiler(Path(f"/usr/bin/{n}"), Version(v), n)
+            for n, v in (compilers if compilers is not None else [("g++", "12.2.0")])
         ),
         interpreters=tuple(
             Interpreter(Path(p), Version(v), by)

@@ -12,12 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from envbuilder import fatbin
-from envbuilder.errors import EnvbuilderError
-
 from conftest import run_cli
 from helpers import fatbin_container, fatbin_entry, make_elf
+
+from envbuilder import fatbin
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 
@@ -52,8 +50,14 @@ def test_installed_binary_holds_sm120_sass(canary_env):
 
 def test_module_imports_in_the_env(canary_env):
     out = subprocess.run(
-        [str(canary_env / "venv/bin/python"), "-c", "import envbuilder_canary as c; print(c.nvcc_version(), c.cplusplus)"],
-        capture_output=True, text=True, check=True,
+        [
+            str(canary_env / "venv/bin/python"),
+            "-c",
+            "import envbuilder_canary as c; print(c.nvcc_version(), c.cplusplus)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out[0].startswith("13")  # compiled by CUDA 13 nvcc
     assert int(out[1]) >= 201703
@@ -76,17 +80,29 @@ def test_verify_rejects_a_binary_without_the_arch(canary_env, tmp_path):
     (platlib / "pkg").mkdir(parents=True)
     (platlib / "pkg/_C.so").write_bytes(make_elf({".nv_fatbin": fatbin_container([fatbin_entry(2, 86)])}))
     ctx = Context(plan=None, host=None, layout=Layout(tmp_path), log=tmp_path / "log")  # type: ignore[arg-type]
-    ctx.outputs = {"venv": {"platlib": str(platlib)}, "extensions": {"extensions": [{"name": "x", "so_files": ["pkg/_C.so"]}]}}
+    ctx.outputs = {
+        "venv": {"platlib": str(platlib)},
+        "extensions": {"extensions": [{"name": "x", "so_files": ["pkg/_C.so"]}]},
+    }
     binaries, problems = check_binaries(ctx, ["12.0"])
     assert binaries[0]["runs_on"] == {"12.0": None}
     assert "no SASS or PTX for 12.0 (it holds SASS sm_86" in problems[0]
 
 
 def test_rebuild_for_two_archs_recompiles_only_the_extension(canary_env):
-    result = run_cli("build", "canary", "--arch", "9.0;12.0", "--prefix", str(canary_env), "--installer", "pip", "--json")
+    result = run_cli(
+        "build", "canary", "--arch", "9.0;12.0", "--prefix", str(canary_env), "--installer", "pip", "--json"
+    )
     assert result.returncode == 0, result.stderr
     status = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
-    assert status == {"toolchain": "skipped", "sources": "skipped", "venv": "skipped", "wheels": "skipped",
-                      "extensions": "done", "verify": "done", "manifest": "done"}
+    assert status == {
+        "toolchain": "skipped",
+        "sources": "skipped",
+        "venv": "skipped",
+        "wheels": "skipped",
+        "extensions": "done",
+        "verify": "done",
+        "manifest": "done",
+    }
     assert fatbin.inspect_file(installed_so(canary_env)).sass == ["sm_90", "sm_120"]
     assert manifest(canary_env)["archs"] == ["9.0", "12.0"]

@@ -7,11 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from helpers import fatbin_container, fatbin_entry, make_elf
 
-VALID = "name: bad\nsummary: x\nsource: {git: 'https://github.com/a/b', commit: %s}\npython: '3.12'\ntorch: {cu130: {torch: '>=2.11'}}\n" % ("a" * 40)
+VALID = (
+    "name: bad\nsummary: x\nsource: {git: 'https://github.com/a/b', commit: %s}\npython: '3.12'\ntorch: {cu130: {torch: '>=2.11'}}\n"
+    % ("a" * 40)
+)
 
 
 def test_version_and_help():
@@ -33,7 +35,15 @@ def test_plan_json_is_the_whole_plan(cuda, tmp_path):
     plan = json.loads(result.stdout)
     assert plan["torch_cuda_arch_list"] == "12.0"
     assert plan["toolkit"]["root"] == str(cuda.root)
-    assert [s["name"] for s in plan["steps"]] == ["toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest"]
+    assert [s["name"] for s in plan["steps"]] == [
+        "toolchain",
+        "sources",
+        "venv",
+        "wheels",
+        "extensions",
+        "verify",
+        "manifest",
+    ]
     assert all(len(s["key"]) == 16 for s in plan["steps"])
     assert not (tmp_path / "env").exists()  # planning writes nothing
 
@@ -46,7 +56,9 @@ def test_plan_text(cuda):
 def fake_nvcc(root: Path, release: str) -> Path:
     nvcc = root / "bin" / "nvcc"
     nvcc.parent.mkdir(parents=True)
-    nvcc.write_text(f'#!/bin/sh\ncase "$1" in --version) echo "Cuda compilation tools, release {release}, V{release}.1";; --list-gpu-code) echo sm_90;; esac\n')
+    nvcc.write_text(
+        f'#!/bin/sh\ncase "$1" in --version) echo "Cuda compilation tools, release {release}, V{release}.1";; --list-gpu-code) echo sm_90;; esac\n'
+    )
     nvcc.chmod(nvcc.stat().st_mode | stat.S_IEXEC)
     (root / "lib64").mkdir()
     (root / "lib64" / "libcudart.so").write_bytes(b"")
@@ -89,7 +101,11 @@ def test_nvcc_older_than_the_arch_needs(tmp_path):
 
 
 def test_torch_cuda_major_differs_from_nvcc(tmp_path, cuda):
-    d = recipes_dir(tmp_path, "old", "name: old\nsummary: x\nsource: {path: .}\npython: '>=3.8'\ntorch: {cu128: {torch: '==2.9.1'}}\n")
+    d = recipes_dir(
+        tmp_path,
+        "old",
+        "name: old\nsummary: x\nsource: {path: .}\npython: '>=3.8'\ntorch: {cu128: {torch: '==2.9.1'}}\n",
+    )
     result = run_cli("plan", "old", "--arch", "12.0", "--recipes", str(d))
     assert result.returncode == 2
     assert "CUDA major versions differ" in result.stderr
@@ -101,7 +117,10 @@ def test_torch_cuda_major_differs_from_nvcc(tmp_path, cuda):
         ("name: bad\nsummary: [oops\n", "bad.yaml:3: YAML syntax error"),
         (VALID.replace("summary: x", "summary: 42"), "bad.yaml:2: summary: expected a string, got the number 42"),
         (VALID.replace("summary: x", "sumary: x"), "bad.yaml:2: sumary: unknown key 'sumary'"),
-        (VALID.replace("a" * 40, "abc123"), "bad.yaml:3: source.commit: expected a full 40-character commit hash, got 'abc123'"),
+        (
+            VALID.replace("a" * 40, "abc123"),
+            "bad.yaml:3: source.commit: expected a full 40-character commit hash, got 'abc123'",
+        ),
     ],
 )
 def test_malformed_recipes(tmp_path, text, message):
@@ -139,7 +158,7 @@ def test_inspect(tmp_path):
 def test_diagnose(tmp_path):
     log = tmp_path / "build.log"
     log.write_text(
-        "building...\n/tmp/x/cuda_rasterizer/rasterizer_impl.h(24): error: namespace \"std\" has no member \"uintptr_t\"\n"
+        'building...\n/tmp/x/cuda_rasterizer/rasterizer_impl.h(24): error: namespace "std" has no member "uintptr_t"\n'
         "nvcc fatal   : Unsupported gpu architecture 'compute_120'\n"
     )
     data = json.loads(run_cli("diagnose", str(log), "--json").stdout)
@@ -158,7 +177,14 @@ def test_doctor_without_compile(cuda):
 
 def test_doctor_says_why_not(tmp_path):
     old = fake_nvcc(tmp_path / "cuda-12.6", "12.6")
-    result = run_cli("doctor", "--arch", "12.0", "--no-compile", "--json", env={"PATH": f"{old}/bin:/usr/bin:/bin", "CUDA_HOME": str(old)})
+    result = run_cli(
+        "doctor",
+        "--arch",
+        "12.0",
+        "--no-compile",
+        "--json",
+        env={"PATH": f"{old}/bin:/usr/bin:/bin", "CUDA_HOME": str(old)},
+    )
     data = json.loads(result.stdout)
     verdict = next(v for v in data["toolkits"] if v["toolkit"]["root"] == str(old))
     assert not verdict["ok"] and "needs CUDA >= 12.8" in verdict["problems"][0]

@@ -11,8 +11,17 @@ from envbuilder.host import compat
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("12.0", "12.0"), ("120", "12.0"), ("sm_120", "12.0"), ("compute_120", "12.0"), ("12.0a", "12.0a"),
-     ("12.0+PTX", "12.0+PTX"), ("sm_90a", "9.0a"), ("8.6", "8.6"), ("12.1f", "12.1f")],
+    [
+        ("12.0", "12.0"),
+        ("120", "12.0"),
+        ("sm_120", "12.0"),
+        ("compute_120", "12.0"),
+        ("12.0a", "12.0a"),
+        ("12.0+PTX", "12.0+PTX"),
+        ("sm_90a", "9.0a"),
+        ("8.6", "8.6"),
+        ("12.1f", "12.1f"),
+    ],
 )
 def test_parse_arch(text, expected):
     assert str(compat.parse_arch(text)) == expected
@@ -55,7 +64,10 @@ def test_cuda13_drops_pre_turing():
     assert not compat.cuda_problems(compat.parse_arch_list("7.5"), Version("13.0"))
 
 
-@pytest.mark.parametrize(("cuda", "gcc_max"), [("11.8", 11), ("12.1", 12), ("12.6", 13), ("12.8", 14), ("12.9.1", 14), ("13.0", 15), ("13.2", 15)])
+@pytest.mark.parametrize(
+    ("cuda", "gcc_max"),
+    [("11.8", 11), ("12.1", 12), ("12.6", 13), ("12.8", 14), ("12.9.1", 14), ("13.0", 15), ("13.2", 15)],
+)
 def test_gcc_limits(cuda, gcc_max):
     assert compat.gcc_max(Version(cuda)) == gcc_max
     assert compat.gcc_problem(Version(f"{gcc_max}.1"), Version(cuda)) is None
@@ -68,12 +80,18 @@ def test_torch_cuda_major_must_match():
     assert "differ" in problem.message
 
 
-@pytest.mark.parametrize(("torch", "std"), [("1.13.1", "c++14"), ("2.7.1", "c++17"), ("2.12.0", "c++17"), ("2.13.0", "c++20"), ("2.14.1+cu130", "c++20")])
+@pytest.mark.parametrize(
+    ("torch", "std"),
+    [("1.13.1", "c++14"), ("2.7.1", "c++17"), ("2.12.0", "c++17"), ("2.13.0", "c++20"), ("2.14.1+cu130", "c++20")],
+)
 def test_cxx_standard(torch, std):
     assert compat.cxx_standard(Version(torch)) == std
 
 
 def test_torch_arch_rules():
     assert compat.torch_arch_problems(compat.parse_arch_list("12.0"), Version("2.7.1")) == []
-    assert "support starts with torch 2.7" in compat.torch_arch_problems(compat.parse_arch_list("12.0"), Version("2.6.0"))[0].message
+    assert (
+        "support starts with torch 2.7"
+        in compat.torch_arch_problems(compat.parse_arch_list("12.0"), Version("2.6.0"))[0].message
+    )
     assert "family" in compat.torch_arch_problems(compat.parse_arch_list("12.0f"), Version("2.14"))[0].message

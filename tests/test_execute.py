@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import host
 
 from envbuilder.context import Context
 from envbuilder.errors import CommandFailed, EnvLocked, InputError, StepFailed
 from envbuilder.execute import EnvLock, execute
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
-
-from helpers import host
 
 CANARY = Catalog.default().recipe("canary")
 
@@ -34,7 +33,7 @@ class Recorder:
                 self.manifest_seen[name] = ctx.layout.manifest.exists()
                 if name in self.fail:
                     with ctx.log.open("a") as log:
-                        log.write("nvcc output...\nsimple_knn.cu(90): error: identifier \"FLT_MAX\" is undefined\n")
+                        log.write('nvcc output...\nsimple_knn.cu(90): error: identifier "FLT_MAX" is undefined\n')
                     raise self.fail.pop(name)
                 if name == "venv":
                     ctx.layout.python.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +79,9 @@ def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
 
 def test_failure_is_recorded_and_resumed(tmp_path):
     rec = Recorder()
-    rec.fail["extensions"] = CommandFailed("command failed (exit 1): pip wheel", argv=["pip"], returncode=1, tail="error")
+    rec.fail["extensions"] = CommandFailed(
+        "command failed (exit 1): pip wheel", argv=["pip"], returncode=1, tail="error"
+    )
     with pytest.raises(StepFailed) as info:
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     err = info.value

@@ -6,11 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import FLAG_64BIT_LINUX, fatbin_container, fatbin_entry, make_elf
 
 from envbuilder import fatbin
 from envbuilder.errors import InputError
-
-from helpers import FLAG_64BIT_LINUX, fatbin_container, fatbin_entry, make_elf
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +20,15 @@ def report(*containers: bytes, section: str = ".nv_fatbin", padding: int = 0) ->
 
 
 def test_sass_and_ptx_entries():
-    r = report(fatbin_container([fatbin_entry(2, 120), fatbin_entry(2, 90), fatbin_entry(1, 120, flags=FLAG_64BIT_LINUX | fatbin.FLAG_ZSTD, uncompressed=99)]))
+    r = report(
+        fatbin_container(
+            [
+                fatbin_entry(2, 120),
+                fatbin_entry(2, 90),
+                fatbin_entry(1, 120, flags=FLAG_64BIT_LINUX | fatbin.FLAG_ZSTD, uncompressed=99),
+            ]
+        )
+    )
     assert r.sass == ["sm_90", "sm_120"]
     assert r.ptx == ["compute_120"]
     ptx = [e for e in r.entries if e.kind == "ptx"][0]
@@ -39,7 +46,14 @@ def test_several_containers_with_padding_and_lz4():
 
 
 def test_arch_specific_and_family_flags():
-    r = report(fatbin_container([fatbin_entry(2, 120, flags=FLAG_64BIT_LINUX | fatbin.FLAG_ARCH_SPECIFIC), fatbin_entry(2, 100, flags=FLAG_64BIT_LINUX | fatbin.FLAG_FAMILY)]))
+    r = report(
+        fatbin_container(
+            [
+                fatbin_entry(2, 120, flags=FLAG_64BIT_LINUX | fatbin.FLAG_ARCH_SPECIFIC),
+                fatbin_entry(2, 100, flags=FLAG_64BIT_LINUX | fatbin.FLAG_FAMILY),
+            ]
+        )
+    )
     assert r.sass == ["sm_100f", "sm_120a"]
     assert r.runs_on(12, 0) == "sass"  # sm_120a runs on exactly 12.0
     assert r.runs_on(12, 1) is None  # ... and nowhere else
@@ -101,8 +115,17 @@ def test_real_nvcc_object_holds_the_requested_archs(tmp_path, cuda):
     source = ROOT / "extensions" / "canary" / "src" / "csrc" / "canary_main.cu"
     obj = tmp_path / "canary.o"
     subprocess.run(
-        [str(cuda.nvcc), "-c", "-std=c++17", "-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_120,code=sm_120",
-         "-gencode=arch=compute_120,code=compute_120", "-o", str(obj), str(source)],
+        [
+            str(cuda.nvcc),
+            "-c",
+            "-std=c++17",
+            "-gencode=arch=compute_90,code=sm_90",
+            "-gencode=arch=compute_120,code=sm_120",
+            "-gencode=arch=compute_120,code=compute_120",
+            "-o",
+            str(obj),
+            str(source),
+        ],
         check=True,
         capture_output=True,
     )

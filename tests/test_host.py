@@ -21,7 +21,9 @@ def script(path: Path, body: str) -> Path:
     return path
 
 
-def fake_toolkit(root: Path, release: str, full: str, codes: str = "sm_75 sm_80 sm_90 sm_120", cudart: bool = True) -> Path:
+def fake_toolkit(
+    root: Path, release: str, full: str, codes: str = "sm_75 sm_80 sm_90 sm_120", cudart: bool = True
+) -> Path:
     script(
         root / "bin" / "nvcc",
         f"""case "$1" in
@@ -67,7 +69,11 @@ def test_compilers_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CXX", raising=False)
     compilers = find_compilers()
-    assert [(c.name, str(c.version)) for c in compilers] == [("g++", "15.1.0"), ("g++-13", "13.3.0"), ("g++-14", "14.2.0")]
+    assert [(c.name, str(c.version)) for c in compilers] == [
+        ("g++", "15.1.0"),
+        ("g++-13", "13.3.0"),
+        ("g++-14", "14.2.0"),
+    ]
 
 
 def test_interpreters_from_pyenv(tmp_path, monkeypatch):
@@ -83,7 +89,10 @@ def test_interpreters_from_pyenv(tmp_path, monkeypatch):
 def test_nvidia_smi_parsing():
     text = "0, NVIDIA GeForce RTX 5090, 12.0, 580.95.05, 32607\n1, NVIDIA H200, 9.0, 580.159.04, 143771\n"
     gpus = parse_nvidia_smi(text)
-    assert [(g.name, g.compute_capability, g.memory_mib) for g in gpus] == [("NVIDIA GeForce RTX 5090", "12.0", 32607), ("NVIDIA H200", "9.0", 143771)]
+    assert [(g.name, g.compute_capability, g.memory_mib) for g in gpus] == [
+        ("NVIDIA GeForce RTX 5090", "12.0", 32607),
+        ("NVIDIA H200", "9.0", 143771),
+    ]
 
 
 def test_no_gpu_is_explained(monkeypatch):

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import host, toolkit
 
 from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
-
-from helpers import host, toolkit
 
 CANARY = Catalog.default().recipe("canary")
 
@@ -36,14 +35,21 @@ def test_plan_is_deterministic_and_keys_follow_inputs():
     a, b = plan(), plan()
     assert [s.key for s in a.steps] == [s.key for s in b.steps]
     c = plan(arch="9.0;12.0")
-    changed = {s.name for s, t in zip(a.steps, c.steps) if s.key != t.key}
+    changed = {s.name for s, t in zip(a.steps, c.steps, strict=True) if s.key != t.key}
     assert changed == {"extensions", "verify", "manifest"}  # a new arch list keeps the venv and torch
     d = plan(source_digest="other")
-    assert {s.name for s, t in zip(a.steps, d.steps) if s.key != t.key} == {"sources", "extensions", "verify", "manifest"}
+    assert {s.name for s, t in zip(a.steps, d.steps, strict=True) if s.key != t.key} == {
+        "sources",
+        "extensions",
+        "verify",
+        "manifest",
+    }
 
 
 def test_newest_fitting_toolkit_is_chosen():
-    h = host(toolkits=[toolkit("13.0.88", "/cuda-13"), toolkit("12.8.93", "/cuda-12.8"), toolkit("12.6.3", "/cuda-12.6")])
+    h = host(
+        toolkits=[toolkit("13.0.88", "/cuda-13"), toolkit("12.8.93", "/cuda-12.8"), toolkit("12.6.3", "/cuda-12.6")]
+    )
     assert plan(h).toolkit.root == Path("/cuda-13")
     p = plan(h, cuda="12.8")
     assert p.toolkit.root == Path("/cuda-12.8") and p.torch.tag == "cu128"
@@ -115,7 +121,13 @@ def test_gcc_too_new_picks_an_older_one_or_fails():
 
 
 def test_python_choice():
-    h = host(pythons=[("/a/python3.13", "3.13.0", "pyenv"), ("/b/python3.10", "3.10.13", "pyenv"), ("/c/python", "3.11.7", "running envbuilder")])
+    h = host(
+        pythons=[
+            ("/a/python3.13", "3.13.0", "pyenv"),
+            ("/b/python3.10", "3.10.13", "pyenv"),
+            ("/c/python", "3.11.7", "running envbuilder"),
+        ]
+    )
     assert str(plan(h).interpreter.path) == "/c/python"  # the running one, when the recipe allows it
     assert str(plan(h, python="3.13").interpreter.path) == "/a/python3.13"
     with pytest.raises(InputError, match=r"no Python 3.9 found \(found: 3.10.13, 3.11.7, 3.13.0\)"):

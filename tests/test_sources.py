@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import git, host, make_repo, write_recipe
 
+from envbuilder.cache import tree_digest
 from envbuilder.context import Context, Layout
 from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
 from envbuilder.steps import sources
-
-from helpers import git, host, make_repo, write_recipe
 
 
 def build_repos(base: Path, *, relative: bool = False) -> dict[str, str]:
@@ -40,7 +40,9 @@ def build_repos(base: Path, *, relative: bool = False) -> dict[str, str]:
     return {"a": a1, "b": b1, "c": c1}
 
 
-def run_sources(tmp_path: Path, url: str, commit: str, mirror: Path | None = None, note: str = "") -> tuple[Context, dict]:
+def run_sources(
+    tmp_path: Path, url: str, commit: str, mirror: Path | None = None, note: str = ""
+) -> tuple[Context, dict]:
     body = (
         f"name: demo\nsummary: x\nsource:\n  git: {url}\n  commit: {commit}\n"
         + (f"  note: {note}\n" if note else "")
@@ -57,7 +59,7 @@ def run_sources(tmp_path: Path, url: str, commit: str, mirror: Path | None = Non
 
 def test_checkout_pins_commit_and_submodules(tmp_path):
     commits = build_repos(tmp_path / "up")
-    ctx, out = run_sources(tmp_path, (tmp_path / "up" / "a").as_uri(), commits["a"])
+    _, out = run_sources(tmp_path, (tmp_path / "up" / "a").as_uri(), commits["a"])
     root = Path(out["root"])
     assert (root / "a.txt").read_text() == "a1"
     assert (root / "submodules/b/b.txt").read_text() == "b1"  # gitlink, not b's newer HEAD
@@ -108,7 +110,10 @@ def test_mirror_serves_every_repository_offline(tmp_path):
     _, out = run_sources(tmp_path, "https://git.invalid/example/a.git", pinned, mirror=mirror)
     root = Path(out["root"])
     assert (root / "submodules/b/third_party/c/c.txt").read_text() == "c1"
-    assert [s["url"] for s in out["submodules"]] == ["https://git.invalid/example/b.git", "https://git.invalid/example/c.git"]
+    assert [s["url"] for s in out["submodules"]] == [
+        "https://git.invalid/example/b.git",
+        "https://git.invalid/example/c.git",
+    ]
 
 
 def test_mirror_without_the_repository(tmp_path):
@@ -124,7 +129,9 @@ def test_mirror_lacking_the_commit_shows_the_recipe_note(tmp_path):
     git("clone", "-q", "--mirror", tmp_path / "up" / "a", mirror / "a.git", cwd=tmp_path)
     missing = "f" * 40
     with pytest.raises(InputError, match=f"lacks commit {missing}") as info:
-        run_sources(tmp_path, "https://git.invalid/example/a.git", missing, mirror=mirror, note="use branch main at abc")
+        run_sources(
+            tmp_path, "https://git.invalid/example/a.git", missing, mirror=mirror, note="use branch main at abc"
+        )
     assert info.value.hint == "use branch main at abc"
     assert commits  # the mirror has other commits, just not this one
 
@@ -139,18 +146,24 @@ def test_path_source_digest_ignores_build_artefacts(tmp_path):
     src = tmp_path / "src"
     (src / "pkg").mkdir(parents=True)
     (src / "setup.py").write_text("x")
-    before = sources.tree_digest(src)
+    before = tree_digest(src)
     (src / "build").mkdir()
     (src / "build" / "junk.o").write_text("y")
     (src / "pkg" / "__pycache__").mkdir()
-    assert sources.tree_digest(src) == before
+    assert tree_digest(src) == before
     (src / "pkg" / "new.py").write_text("z")
-    assert sources.tree_digest(src) != before
+    assert tree_digest(src) != before
 
 
 def test_mirror_candidates():
-    names = [p.name for p in sources.mirror_candidates(Path("/m"), "https://github.com/ashawkey/diff-gaussian-rasterization.git")]
+    names = [
+        p.name
+        for p in sources.mirror_candidates(Path("/m"), "https://github.com/ashawkey/diff-gaussian-rasterization.git")
+    ]
     assert names[0] == "ashawkey+diff-gaussian-rasterization"
     assert "diff-gaussian-rasterization.git" in names
-    assert sources.resolve_url("../simple-knn.git", "https://gitlab.inria.fr/bkerbl/x.git") == "https://gitlab.inria.fr/bkerbl/simple-knn.git"
+    assert (
+        sources.resolve_url("../simple-knn.git", "https://gitlab.inria.fr/bkerbl/x.git")
+        == "https://gitlab.inria.fr/bkerbl/simple-knn.git"
+    )
     assert shutil.which("git")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import write_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
@@ -14,8 +16,6 @@ from envbuilder.errors import SpecError
 from envbuilder.spec import yamlfile
 from envbuilder.spec.catalog import Catalog, DataRoot
 from envbuilder.spec.conditions import parse_condition
-
-from helpers import write_recipe
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -156,12 +156,14 @@ def test_conditions():
 
 
 def test_yaml_line_numbers():
-    data = yamlfile.loads(textwrap.dedent("""\
+    data = yamlfile.loads(
+        textwrap.dedent("""\
         a: 1
         b:
           - x
           - y
-        """))
+        """)
+    )
     assert data.key_lines == {"a": 1, "b": 2}
     assert data["b"].item_lines == [3, 4]
 
@@ -171,10 +173,24 @@ def test_yaml_line_numbers():
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
 yaml_values = st.recursive(
     yaml_scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=5)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
-KEYS = ["name", "summary", "source", "python", "torch", "requirements", "extensions", "patches", "env", "license", "envbuilder"]
+KEYS = [
+    "name",
+    "summary",
+    "source",
+    "python",
+    "torch",
+    "requirements",
+    "extensions",
+    "patches",
+    "env",
+    "license",
+    "envbuilder",
+]
 recipe_like = st.dictionaries(st.sampled_from(KEYS), yaml_values, max_size=len(KEYS))
 
 
@@ -205,7 +221,5 @@ def test_fuzz_truncated_and_spliced_good_recipe(tmp_path, cut, junk):
 def _load_only_spec_errors(tmp_path: Path, text: str) -> None:
     path = write_recipe(tmp_path, "demo", "")
     path.write_bytes(text.encode("utf-8", "replace"))
-    try:
+    with contextlib.suppress(SpecError):  # the only error a recipe may cause; anything else fails
         catalog(tmp_path).recipe("demo")
-    except SpecError:
-        pass  # the only error a recipe may cause; anything else fails the test

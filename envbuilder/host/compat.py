@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from packaging.version import Version
 
@@ -72,8 +73,24 @@ CXX_STANDARD_NEWEST = "c++20"
 TORCH_RELEASES = tuple(
     Version(v)
     for v in (
-        "1.12.1", "1.13.1", "2.0.1", "2.1.2", "2.2.2", "2.3.1", "2.4.1", "2.5.1", "2.6.0", "2.7.1",
-        "2.8.0", "2.9.1", "2.10.0", "2.11.0", "2.12.0", "2.13.0", "2.14.1", "2.15.0",
+        "1.12.1",
+        "1.13.1",
+        "2.0.1",
+        "2.1.2",
+        "2.2.2",
+        "2.3.1",
+        "2.4.1",
+        "2.5.1",
+        "2.6.0",
+        "2.7.1",
+        "2.8.0",
+        "2.9.1",
+        "2.10.0",
+        "2.11.0",
+        "2.12.0",
+        "2.13.0",
+        "2.14.1",
+        "2.15.0",
     )
 )
 
@@ -154,7 +171,11 @@ def torch_arch_list(archs: tuple[Arch, ...]) -> str:
     return ";".join(str(a) for a in archs)
 
 
-def _lookup(table: tuple[tuple[str, object], ...], newest: object, version: Version) -> object:
+T = TypeVar("T")
+
+
+def _lookup(table: tuple[tuple[str, T], ...], newest: T, version: Version) -> T:
+    """The value of the first row whose bound is above version (rows read "below X: value")."""
     for bound, value in table:
         if version < Version(bound):
             return value
@@ -162,15 +183,15 @@ def _lookup(table: tuple[tuple[str, object], ...], newest: object, version: Vers
 
 
 def gcc_max(cuda: Version) -> int:
-    return int(_lookup(GCC_MAX, GCC_MAX_NEWEST, cuda))  # type: ignore[call-overload]
+    return _lookup(GCC_MAX, GCC_MAX_NEWEST, cuda)
 
 
 def cxx_standard(torch: Version) -> str:
-    return str(_lookup(CXX_STANDARD, CXX_STANDARD_NEWEST, Version(torch.base_version)))
+    return _lookup(CXX_STANDARD, CXX_STANDARD_NEWEST, Version(torch.base_version))
 
 
 def pypi_torch_cuda(torch: Version) -> str:
-    return str(_lookup(PYPI_TORCH_CUDA, PYPI_TORCH_CUDA_NEWEST, Version(torch.base_version)))
+    return _lookup(PYPI_TORCH_CUDA, PYPI_TORCH_CUDA_NEWEST, Version(torch.base_version))
 
 
 def cuda_problems(archs: tuple[Arch, ...], cuda: Version) -> list[CompatError]:

@@ -239,4 +239,5 @@ def interpreter_facts(exe: Path) -> dict[str, str]:
         "import json,sys,sysconfig;print(json.dumps({'version':'%d.%d.%d'%sys.version_info[:3],"
         "'abi':sys.implementation.cache_tag,'implementation':sys.implementation.name}))"
     )
-    return json.loads(proc.capture([str(exe), "-c", script], timeout=60))
+    facts: dict[str, str] = json.loads(proc.capture([str(exe), "-c", script], timeout=60))
+    return facts

@@ -6,9 +6,8 @@ Standalone on purpose (imports only torch and the extension); prints one JSON li
 import json
 import sys
 
-import torch
-
 import envbuilder_canary as canary
+import torch
 
 result = {"module": canary.__file__, "nvcc_version": canary.nvcc_version(), "cplusplus": canary.cplusplus}
 if not torch.cuda.is_available():
@@ -34,5 +33,7 @@ result.update(
     min_expected=want_min,
     torch=torch.__version__,
 )
-result["ok"] = bool(torch.allclose(y, reference, rtol=1e-6, atol=1e-6) and got_min == want_min and running // 100 == major)
+result["ok"] = bool(
+    torch.allclose(y, reference, rtol=1e-6, atol=1e-6) and got_min == want_min and running // 100 == major
+)
 print(json.dumps(result))

@@ -101,4 +101,3 @@ class Catalog:
             if isinstance(exc, SpecError):
                 raise
             raise node.error(exc.message, hint=exc.hint) from None
-

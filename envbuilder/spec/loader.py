@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as Pep508
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -131,7 +129,9 @@ class Node:
         try:
             return parse_specifier(text) if bare_version_means_series else SpecifierSet(text)
         except (InvalidSpecifier, InvalidVersion):
-            raise self.error(f"{text!r} is not a version specifier", hint="examples: '>=2.7', '==2.14.1', '3.12'") from None
+            raise self.error(
+                f"{text!r} is not a version specifier", hint="examples: '>=2.7', '==2.14.1', '3.12'"
+            ) from None
 
     def condition(self) -> Condition:
         fields = self.value if isinstance(self.value, dict) else None
@@ -149,6 +149,10 @@ class Node:
             raise self.error(str(exc)) from None
 
     def requirement(self) -> str:
+        # imported here: packaging.requirements costs ~15 ms, and `plan canary` has no requirements
+        from packaging.requirements import InvalidRequirement
+        from packaging.requirements import Requirement as Pep508
+
         text = self.string(expected="a PEP 508 requirement such as 'numpy<2'")
         try:
             Pep508(text)
@@ -250,7 +254,9 @@ def _torch(node: Node) -> tuple[TorchVariant, ...]:
         digits = match.group(1)
         cuda = Version(f"{digits[:-1]}.{digits[-1]}")
         f = vnode.fields(required=("torch",), optional=(*TORCH_PACKAGES[1:], "index"))
-        packages = tuple((name, str(f[name].specifier(bare_version_means_series=False))) for name in TORCH_PACKAGES if name in f)
+        packages = tuple(
+            (name, str(f[name].specifier(bare_version_means_series=False))) for name in TORCH_PACKAGES if name in f
+        )
         index = f["index"].string(pattern=URL_RE, expected="an index URL") if "index" in f else None
         variants.append(TorchVariant(tag=tag, cuda=cuda, packages=packages, index=index))
     if not variants:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 from envbuilder.steps import extensions, manifest, sources, toolchain, venv, verify, wheels
 
-StepFunction = Callable[[Context, dict], dict]
+StepFunction = Callable[[Context, Data], Data]
 
 STEPS: dict[str, StepFunction] = {
     "toolchain": toolchain.run,

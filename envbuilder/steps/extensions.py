@@ -14,11 +14,11 @@ import zipfile
 from pathlib import Path
 
 from envbuilder import installer
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     tool = installer.for_context(ctx)
     root = Path(str(ctx.outputs["sources"]["root"]))
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
@@ -31,7 +31,10 @@ def run(ctx: Context, inputs: dict) -> dict:
         shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
         ctx.note(f"compiling {ext['name']} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f"envbuilder-{ext['name']}-") as out, _arch_free_path(source) as build_from:
+        with (
+            tempfile.TemporaryDirectory(prefix=f"envbuilder-{ext['name']}-") as out,
+            _arch_free_path(source) as build_from,
+        ):
             tool.build_wheel(build_from, Path(out), env)
             wheels = sorted(Path(out).glob("*.whl"))
             if len(wheels) != 1:
@@ -72,7 +75,7 @@ class _arch_free_path:
         digest = hashlib.sha256(str(self.source).encode()).hexdigest()[:12]
         base = Path(tempfile.gettempdir())
         if "arch" in str(base).lower():
-            base = Path("/tmp")
+            base = Path("/tmp")  # noqa: S108 - only the path's text matters here
         self.link = base / f"envbuilder-build-{digest}"
         if self.link.is_symlink() or self.link.exists():
             self.link.unlink()

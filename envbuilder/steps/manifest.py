@@ -9,10 +9,10 @@ import os
 import tempfile
 
 from envbuilder import __version__
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 
 
-def build_manifest(ctx: Context) -> dict:
+def build_manifest(ctx: Context) -> Data:
     plan, out = ctx.plan, ctx.outputs
     return {
         "envbuilder": __version__,
@@ -34,7 +34,7 @@ def build_manifest(ctx: Context) -> dict:
     }
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     manifest = build_manifest(ctx)
     target = ctx.layout.manifest
     fd, tmp = tempfile.mkstemp(prefix=".envbuilder.lock.", dir=target.parent)

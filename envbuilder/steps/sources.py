@@ -10,38 +10,23 @@ The tree is assembled in <dest>.partial and renamed into place only when complet
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from envbuilder import proc
-from envbuilder.context import Context
+from envbuilder.cache import IGNORED, tree_digest
+from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
 from envbuilder.paths import cache_dir
 
 GIT = ["git", "-c", "advice.detachedHead=false", "-c", "protocol.file.allow=always", "-c", "core.autocrlf=false"]
-IGNORED = ("build", "dist", "*.egg-info", "__pycache__", ".git", "*.so", "*.o")
 
 
-def tree_digest(root: Path) -> str:
-    """sha256 over the relative paths and bytes of every file a path source would copy."""
-    h = hashlib.sha256()
-    ignore = shutil.ignore_patterns(*IGNORED)
-    for dirpath, dirnames, filenames in os.walk(root):
-        skipped = ignore(dirpath, dirnames + filenames)
-        dirnames[:] = sorted(d for d in dirnames if d not in skipped)
-        for name in sorted(f for f in filenames if f not in skipped):
-            path = Path(dirpath, name)
-            h.update(str(path.relative_to(root)).encode() + b"\0")
-            h.update(path.read_bytes() if not path.is_symlink() else os.readlink(path).encode())
-            h.update(b"\0")
-    return h.hexdigest()
-
-
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     dest = ctx.layout.src / ctx.plan.recipe.name
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -51,7 +36,7 @@ def run(ctx: Context, inputs: dict) -> dict:
         if not source.is_dir():
             raise InputError(f"source path {source} is not a directory")
         shutil.copytree(source, partial, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
-        outputs: dict[str, object] = {"path": str(source), "digest": tree_digest(partial)}
+        outputs: Data = {"path": str(source), "digest": tree_digest(partial)}
         ctx.note(f"copied {source}")
     else:
         git = _Git(ctx, Path(inputs["mirror"]) if inputs.get("mirror") else None)
@@ -93,8 +78,9 @@ def mirror_candidates(mirror: Path, url: str) -> list[Path]:
 
 def _git_dir(path: Path) -> Path | None:
     """path itself if it is a repository (bare or not), or its only repository child."""
+
     def is_repo(p: Path) -> bool:
-        return (p / "HEAD").is_file() and (p / "objects").is_dir() or (p / ".git").exists()
+        return ((p / "HEAD").is_file() and (p / "objects").is_dir()) or (p / ".git").exists()
 
     if not path.is_dir():
         return None
@@ -145,7 +131,7 @@ class _Git:
                     hint=note or f"fetch it into the mirror: git -C {repo} fetch {url} {commit}",
                 )
             return repo
-        host, owner, name = _repo_name(url)
+        _, owner, name = _repo_name(url)
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{owner}+{name}") + "-" + hashlib.sha256(url.encode()).hexdigest()[:8]
         repo = cache_dir() / "git" / f"{slug}.git"
         if not repo.exists():
@@ -159,15 +145,14 @@ class _Git:
             self.ctx.note(f"fetching {url}")
             self.ctx.run([*GIT, "-C", str(repo), "fetch", "--quiet", "--prune", "origin"])
         if not self._has(repo, commit):
-            try:  # GitHub serves any commit by its full hash, even off every branch
+            # GitHub serves any commit by its full hash, even one no branch holds any more
+            with contextlib.suppress(EnvbuilderError):
                 self.ctx.run([*GIT, "-C", str(repo), "fetch", "--quiet", "origin", commit])
-            except EnvbuilderError:
-                pass
         if not self._has(repo, commit):
             raise InputError(f"commit {commit} is not in {url}", hint=note or "check the recipe's commit hash")
         return repo
 
-    def checkout(self, repo: Path, url: str, commit: str, dest: Path, *, recurse: bool, prefix: str = "") -> list[dict]:
+    def checkout(self, repo: Path, url: str, commit: str, dest: Path, *, recurse: bool, prefix: str = "") -> list[Data]:
         run = self.ctx.run
         run([*GIT, "clone", "--quiet", "--no-checkout", str(repo), str(dest)])
         run([*GIT, "-C", str(dest), "checkout", "--quiet", "--detach", commit])
@@ -202,7 +187,8 @@ class _Git:
             return None
         try:
             out = proc.capture(
-                [*GIT, "config", "-f", str(gitmodules), "-z", "--get-regexp", r"^submodule\..*\.(path|url)$"], timeout=60
+                [*GIT, "config", "-f", str(gitmodules), "-z", "--get-regexp", r"^submodule\..*\.(path|url)$"],
+                timeout=60,
             )
         except EnvbuilderError:
             return None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 from envbuilder.errors import CompatError
 from envbuilder.host.toolchain import compiler_version, interpreter_facts, nvcc_version
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     nvcc = Path(inputs["cuda_home"]) / "bin" / "nvcc"
     found = nvcc_version(nvcc)
     if str(found) != inputs["cuda"]:
@@ -17,4 +17,10 @@ def run(ctx: Context, inputs: dict) -> dict:
     gcc = compiler_version(Path(inputs["compiler"]))
     python = interpreter_facts(Path(inputs["python"]))
     ctx.note(f"nvcc {found}, {Path(inputs['compiler']).name} {gcc}, Python {python['version']}")
-    return {"nvcc": str(found), "cuda_home": inputs["cuda_home"], "compiler": inputs["compiler"], "gcc": str(gcc), "python": python}
+    return {
+        "nvcc": str(found),
+        "cuda_home": inputs["cuda_home"],
+        "compiler": inputs["compiler"],
+        "gcc": str(gcc),
+        "python": python,
+    }

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from envbuilder import installer
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 
 SITE_DIRS = "import json,site;print(json.dumps(site.getsitepackages()))"
 SYS_PATH = "import json,sys;print(json.dumps(sys.path))"
@@ -19,14 +19,18 @@ FACTS = (
 )
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     venv = ctx.layout.venv
     if venv.exists():
         shutil.rmtree(venv)  # inputs changed: start clean rather than patch an old env
     tool = installer.for_context(ctx)
     tool.create_venv(Path(inputs["python"]), venv, system_site_packages=inputs["system_site_packages"])
     facts = json.loads(ctx.capture([ctx.layout.python, "-c", FACTS]))
-    inherited = _inherit_site_packages(ctx, Path(inputs["python"]), Path(facts["platlib"])) if inputs["system_site_packages"] else []
+    inherited = (
+        _inherit_site_packages(ctx, Path(inputs["python"]), Path(facts["platlib"]))
+        if inputs["system_site_packages"]
+        else []
+    )
     ctx.note(f"Python {facts['version']} venv at {venv}" + (f", seeing {', '.join(inherited)}" if inherited else ""))
     return {"path": str(venv), "python": str(ctx.layout.python), "inherited_site_packages": inherited, **facts}
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from envbuilder import fatbin
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError
 from envbuilder.host.compat import parse_arch
 from envbuilder.paths import probes_dir
@@ -38,16 +38,18 @@ class VerifyFailed(EnvbuilderError):
     pass
 
 
-def check_binaries(ctx: Context, archs: list[str]) -> tuple[list[dict], list[str]]:
+def check_binaries(ctx: Context, archs: list[str]) -> tuple[list[Data], list[str]]:
     wanted = [parse_arch(a) for a in archs]
     platlib = Path(str(ctx.outputs["venv"]["platlib"]))
     binaries, problems = [], []
-    for ext in ctx.outputs["extensions"]["extensions"]:  # type: ignore[union-attr]
+    for ext in ctx.outputs["extensions"]["extensions"]:
         with_device_code = 0
         for rel in ext["so_files"]:
             report = fatbin.inspect_file(platlib / rel)
             coverage = {str(a): report.runs_on(a.major, a.minor, a.suffix) for a in wanted}
-            binaries.append({"extension": ext["name"], "file": rel, "sass": report.sass, "ptx": report.ptx, "runs_on": coverage})
+            binaries.append(
+                {"extension": ext["name"], "file": rel, "sass": report.sass, "ptx": report.ptx, "runs_on": coverage}
+            )
             if not report.has_device_code:
                 continue
             with_device_code += 1
@@ -65,7 +67,7 @@ def check_binaries(ctx: Context, archs: list[str]) -> tuple[list[dict], list[str
     return binaries, problems
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     binaries, problems = check_binaries(ctx, inputs["archs"])
     if problems:
         raise VerifyFailed(
@@ -83,11 +85,17 @@ def run(ctx: Context, inputs: dict) -> dict:
             )
 
     modules = inputs["modules"]
-    imports = json.loads(ctx.capture([ctx.layout.python, "-c", IMPORTS, *modules]).strip().splitlines()[-1]) if modules else {}
+    imports = (
+        json.loads(ctx.capture([ctx.layout.python, "-c", IMPORTS, *modules]).strip().splitlines()[-1])
+        if modules
+        else {}
+    )
     failed = {name: r for name, r in imports.items() if not r["ok"]}
     if failed:
         name, r = next(iter(failed.items()))
-        raise VerifyFailed(f"module {name} does not import in the env: {r['error']}", hint="see the verify log for the traceback")
+        raise VerifyFailed(
+            f"module {name} does not import in the env: {r['error']}", hint="see the verify log for the traceback"
+        )
     ctx.note(f"imported {', '.join(modules) or 'nothing'}")
 
     probes: dict[str, object] = {}

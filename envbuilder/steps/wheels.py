@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envbuilder import installer
-from envbuilder.context import Context
+from envbuilder.context import Context, Data
 from envbuilder.errors import CompatError
 from envbuilder.host import compat
 
@@ -23,7 +23,7 @@ print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "fil
 """
 
 
-def run(ctx: Context, inputs: dict) -> dict:
+def run(ctx: Context, inputs: Data) -> Data:
     tool = installer.for_context(ctx)
     torch_reqs = unsatisfied(inputs["torch"], tool.packages())
     if torch_reqs:
@@ -71,4 +71,6 @@ def unsatisfied(requirements: list[str], installed: dict[str, str]) -> list[str]
 
 
 def _torch_pins(packages: dict[str, str]) -> list[tuple[str, str]]:
-    return [(name, version) for name, version in packages.items() if name.lower() in ("torch", "torchvision", "torchaudio")]
+    return [
+        (name, version) for name, version in packages.items() if name.lower() in ("torch", "torchvision", "torchaudio")
+    ]
