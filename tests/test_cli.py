@@ -197,3 +197,14 @@ def test_doctor_compiles_the_canary(cuda):
     assert result.returncode == 0, result.stderr
     assert data["canary"]["sass"] == ["sm_120"] and data["canary"]["runs_on"] == {"12.0": "sass"}
     assert data["can_build"] is True
+
+
+def test_envbuilder_path_and_recipes_option_shadow_builtin(tmp_path):
+    """A user folder named by ENVBUILDER_PATH (or --recipes) is searched before the built-in data."""
+    d = recipes_dir(tmp_path, "canary", VALID.replace("name: bad", "name: canary").replace("summary: x", "summary: my own canary"))
+    via_env = json.loads(run_cli("show", "canary", "--json", env={"ENVBUILDER_PATH": str(d)}).stdout)
+    assert via_env["summary"] == "my own canary"
+    via_option = json.loads(run_cli("show", "canary", "--json", "--recipes", str(d)).stdout)
+    assert via_option["summary"] == "my own canary"
+    listing = json.loads(run_cli("list", "--json", "--recipes", str(d)).stdout)
+    assert next(r for r in listing if r["name"] == "canary")["origin"] == "--recipes"
