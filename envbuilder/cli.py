@@ -82,6 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_options(p)
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser(
+        "patch",
+        help="check, apply or revert a recipe's source patches in a tree you cloned yourself; or --scan a tree",
+        description="Without a mode, --check: report what would change. Exit 1 when a patch cannot apply.",
+    )
+    p.add_argument("recipe", nargs="?", help="recipe whose patches to use")
+    p.add_argument("--source", type=Path, metavar="DIR", help="the method's source tree (a clone with submodules)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_const", const="check", dest="mode", help="report only (default)")
+    mode.add_argument("--apply", action="store_const", const="apply", dest="mode", help="apply the patches")
+    mode.add_argument("--revert", action="store_const", const="revert", dest="mode", help="undo applied patches")
+    mode.add_argument("--scan", type=Path, metavar="DIR", help="find cstdint/cfloat/C++-standard problems in any tree")
+    p.add_argument("--diff", action="store_true", help="print the unified diff of the changes")
+    p.add_argument(
+        "--torch", help="torch version the tree will be built with (default: the torch this Python can import)"
+    )
+    p.add_argument("--cuda", help="CUDA version for conditions (default: the newest toolkit found)")
+    p.add_argument("--gcc", help="host gcc version for conditions (default: this machine's g++)")
+    p.add_argument("--arch", help="archs for conditions")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_patch, mode="check")
+
     p = sub.add_parser("inspect", help="which SASS and PTX archs a binary holds")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--arch", help="also check that each binary can run on these archs (exit 1 if not)")
@@ -269,6 +292,135 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         report.out.print(f"[green]ready:[/] {result.prefix}  (activate: source {result.prefix}/venv/bin/activate)")
         report.out.print(f"manifest: {result.manifest}")
+    return EXIT_OK
+
+
+def _patch_context(args: argparse.Namespace) -> Any:
+    """Facts for `when:` conditions outside a build: this host, and the torch the tree will use."""
+    import importlib.util
+
+    from packaging.version import Version
+
+    from envbuilder import patching
+    from envbuilder.host import compat, discover
+    from envbuilder.host.compat import parse_arch_list
+
+    host = discover(gpus=False)
+    torch_dir = None
+    torch: Version | None
+    if args.torch:
+        torch = Version(args.torch)
+    else:  # find torch without importing it (imports cost seconds and may not even work here)
+        spec = importlib.util.find_spec("torch")
+        torch_dir = Path(spec.origin).parent if spec and spec.origin else None
+        torch = patching.torch_version_of(torch_dir) if torch_dir else None
+    standard = (patching.torch_cxx_standard(torch_dir) if torch_dir else None) or (
+        compat.cxx_standard(torch) if torch else None
+    )
+    facts = {
+        "cuda": Version(args.cuda) if args.cuda else (host.toolkits[0].version if host.toolkits else None),
+        "gcc": Version(args.gcc) if args.gcc else (host.compilers[0].version if host.compilers else None),
+        "python": Version("%d.%d.%d" % sys.version_info[:3]),
+        "torch": torch,
+        "arch": [a.version for a in parse_arch_list(args.arch)] if args.arch else None,
+    }
+    return patching.PatchContext(facts=facts, cxx_standard=standard)
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    from envbuilder import patching, report
+
+    if args.scan:
+        return _scan(args)
+    if not args.recipe or not args.source:
+        raise InputError(
+            "patch needs a RECIPE and --source DIR (or --scan DIR)",
+            hint="envbuilder patch cap4d --source ~/src/cap4d --check",
+        )
+    if not args.source.is_dir():
+        raise InputError(f"--source {args.source}: not a directory")
+    recipe = _catalog(args).recipe(args.recipe)
+    context = _patch_context(args)
+    sets = [(".", recipe.patches)] if recipe.patches else []
+    for ext in recipe.extensions:
+        if ext.spec.patches and (ext.when is None or ext.when.evaluate(context.facts) is not False):
+            sets.append((ext.path, ext.spec.patches))
+    results: list[dict[str, Any]] = []
+    diff_text = ""
+    if args.mode == "revert":
+        for rel, _ in sets:
+            restored = patching.revert(args.source / rel)
+            results.append({"root": rel, "reverted": restored})
+    else:
+        planned = [
+            (rel, uses, patching.compute(args.source / rel, uses, context)) for rel, uses in sets
+        ]  # every set checks before any writes
+        for rel, uses, outcomes in planned:
+            if args.mode == "apply":
+                outcomes = patching.apply(args.source / rel, uses, context)
+            diff_text += patching.unified_diff(outcomes, rel)
+            results += [{"root": rel, **o.to_json()} for o in outcomes]
+    data = {
+        "recipe": recipe.name,
+        "source": str(args.source),
+        "mode": args.mode,
+        "cxx_standard": context.cxx_standard,
+        "facts": {
+            k: (str(v) if not isinstance(v, list) else [str(x) for x in v]) if v is not None else None
+            for k, v in context.facts.items()
+        },
+        "results": results,
+    }
+    if args.diff:
+        data["diff"] = diff_text
+    if args.json:
+        report.print_json(data)
+        return EXIT_OK
+    if args.mode == "revert":
+        for r in results:
+            report.out.print(
+                f"{r['root']}: " + (f"restored {', '.join(r['reverted'])}" if r["reverted"] else "nothing to revert")
+            )
+        return EXIT_OK
+    verb = {"apply": "would apply" if args.mode == "check" else "applied", "applied": "applied"}
+    report.table(
+        f"patches of {recipe.name} in {args.source}",
+        ["root", "patch", "status", "files", "note"],
+        [
+            [
+                r["root"],
+                r["patch"],
+                verb.get(r["status"], r["status"]),
+                " ".join(f["path"] for f in r["files"]) or "-",
+                r["reason"],
+            ]
+            for r in results
+        ],
+    )
+    if args.diff and diff_text:
+        sys.stdout.write(diff_text)
+    return EXIT_OK
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from envbuilder import report, scan
+
+    hits = scan.Scanner(args.scan).scan()
+    proposals = scan.proposals(hits)
+    if args.json:
+        report.print_json({"root": str(args.scan), "hits": [h.to_json() for h in hits], "proposals": proposals})
+        return EXIT_OK
+    if not hits:
+        report.out.print(f"{args.scan}: no cstdint, cfloat or C++-standard problems found")
+        return EXIT_OK
+    report.table(
+        f"problems in {args.scan}",
+        ["kind", "file:line", "code"],
+        [[h.kind, f"{h.file}:{h.line}", h.text[:90]] for h in hits],
+    )
+    report.out.print("\nproposed patches (for the recipe's or extension's patches: list):")
+    for name, files in proposals.items():
+        report.out.print(f"  - {{use: {name}, files: [{', '.join(files)}]}}", markup=False)
     return EXIT_OK
 
 

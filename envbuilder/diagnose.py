@@ -230,7 +230,7 @@ CATALOGUE: tuple[Signature, ...] = (
     ),
     Signature(
         "out-of-memory-build",
-        r"ninja: build stopped: subcommand failed|Killed signal terminated program|c\+\+: fatal error: Killed",
+        r"Killed signal terminated program|(c\+\+|g\+\+|gcc|cc1plus|nvcc|cicc|ptxas).*(fatal error|error).*\bKilled\b",
         "a compiler process was killed, usually for lack of memory with too many parallel jobs.",
         "build with fewer jobs (envbuilder build --jobs 1).",
         "envbuilder build RECIPE --jobs 1",

@@ -30,9 +30,10 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "sources": (),
     "venv": ("toolchain",),
     "wheels": ("venv",),
-    "extensions": ("toolchain", "sources", "wheels"),
+    "patches": ("sources", "wheels"),  # conditions and the C++ standard need the installed torch
+    "extensions": ("toolchain", "patches", "wheels"),
     "verify": ("extensions",),
-    "manifest": ("toolchain", "sources", "venv", "wheels", "extensions", "verify"),
+    "manifest": ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify"),
 }
 GIB_PER_BUILD_JOB = 3.0  # nvcc on a rasterizer-sized .cu peaks near 2-3 GiB
 
@@ -397,6 +398,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
                 "cuda_major": toolkit.version.major,
             },
         ),
+        ("patches", _patches_summary(recipe, extensions, facts), _patch_inputs(recipe, extensions, archs)),
         (
             "extensions",
             f"build {', '.join(e.name for e in extensions) or 'nothing'} for {compat.torch_arch_list(archs)} with {jobs} jobs",
@@ -444,6 +446,47 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         warnings=tuple(warnings),
         steps=tuple(steps),
     )
+
+
+def _patch_inputs(recipe: Recipe, extensions: tuple[ExtensionUse, ...], archs: tuple[Arch, ...]) -> dict[str, object]:
+    sets = [(".", recipe.patches)] + [(e.path, e.spec.patches) for e in extensions]
+    by_arch = any(u.condition and "arch" in u.condition.variables() for _, uses in sets for u in uses)
+    listed = [
+        {
+            "root": root,
+            "patches": [
+                {
+                    "name": u.name,
+                    "sha256": u.spec.sha256,
+                    "files": list(u.targets),
+                    "when": str(u.condition) if u.condition else None,
+                }
+                for u in uses
+            ],
+        }
+        for root, uses in sets
+        if uses
+    ]
+    # arch reaches the key only when a condition reads it (other facts come through the toolchain)
+    return {"sets": listed, **({"archs": [str(a) for a in archs]} if by_arch else {})}
+
+
+def _patches_summary(
+    recipe: Recipe, extensions: tuple[ExtensionUse, ...], facts: dict[str, Version | list[Version] | None]
+) -> str:
+    parts = []
+    for owner, uses in [(recipe.name, recipe.patches)] + [(e.name, e.spec.patches) for e in extensions]:
+        for u in uses:
+            decided = u.condition.evaluate(facts) if u.condition else True
+            mark = (
+                ""
+                if decided
+                else " (skipped: when " + str(u.condition) + ")"
+                if decided is False
+                else " (decided after torch install)"
+            )
+            parts.append(f"{owner}: {u.name}{mark}")
+    return "; ".join(parts) or "none"
 
 
 def _pinned(spec_text: str) -> Version | None:

@@ -40,6 +40,7 @@ def test_plan_json_is_the_whole_plan(cuda, tmp_path):
         "sources",
         "venv",
         "wheels",
+        "patches",
         "extensions",
         "verify",
         "manifest",
@@ -201,7 +202,9 @@ def test_doctor_compiles_the_canary(cuda):
 
 def test_envbuilder_path_and_recipes_option_shadow_builtin(tmp_path):
     """A user folder named by ENVBUILDER_PATH (or --recipes) is searched before the built-in data."""
-    d = recipes_dir(tmp_path, "canary", VALID.replace("name: bad", "name: canary").replace("summary: x", "summary: my own canary"))
+    d = recipes_dir(
+        tmp_path, "canary", VALID.replace("name: bad", "name: canary").replace("summary: x", "summary: my own canary")
+    )
     via_env = json.loads(run_cli("show", "canary", "--json", env={"ENVBUILDER_PATH": str(d)}).stdout)
     assert via_env["summary"] == "my own canary"
     via_option = json.loads(run_cli("show", "canary", "--json", "--recipes", str(d)).stdout)

@@ -47,25 +47,25 @@ class Recorder:
 
             return step
 
-        return {n: make(n) for n in ("toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest")}
+        return {n: make(n) for n in ALL}
 
 
 def plan(prefix: Path, arch: str = "12.0"):
     return make_plan(CANARY, host(), Options(arch=arch, prefix=prefix))
 
 
-ALL = ["toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest"]
+ALL = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "manifest"]
 
 
 def test_runs_all_then_nothing(tmp_path):
     rec = Recorder()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 7
+    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 8
     state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
     assert {k: v["status"] for k, v in state["steps"].items()} == dict.fromkeys(ALL, "done")
     rec.calls.clear()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == [] and [s.status for s in result.steps] == ["skipped"] * 7
+    assert rec.calls == [] and [s.status for s in result.steps] == ["skipped"] * 8
 
 
 def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
@@ -85,7 +85,7 @@ def test_failure_is_recorded_and_resumed(tmp_path):
     with pytest.raises(StepFailed) as info:
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     err = info.value
-    assert err.step == "extensions" and err.log.name == "05-extensions.log"
+    assert err.step == "extensions" and err.log.name == "06-extensions.log"
     assert [d["id"] for d in err.diagnoses] == ["flt-max-undefined"]
     assert not (tmp_path / "env/envbuilder.lock.json").exists()
     state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
@@ -102,7 +102,7 @@ def test_interrupt_leaves_step_undone(tmp_path):
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["wheels", "extensions", "verify", "manifest"]
+    assert rec.calls == ["wheels", "patches", "extensions", "verify", "manifest"]
 
 
 def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
@@ -111,7 +111,7 @@ def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
     (tmp_path / "env/venv/bin/python").unlink()
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["venv", "wheels", "extensions", "verify", "manifest"]
+    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "manifest"]
 
 
 def test_internal_error_keeps_traceback(tmp_path):

@@ -25,10 +25,19 @@ def test_plan_resolves_everything():
     assert p.toolkit.release.public == "13.0"
     assert p.torch.tag == "cu130"
     assert p.build_env == {"CUDA_HOME": "/opt/fake-cuda", "TORCH_CUDA_ARCH_LIST": "12.0", "MAX_JOBS": "8"}
-    assert [s.name for s in p.steps] == ["toolchain", "sources", "venv", "wheels", "extensions", "verify", "manifest"]
+    assert [s.name for s in p.steps] == [
+        "toolchain",
+        "sources",
+        "venv",
+        "wheels",
+        "patches",
+        "extensions",
+        "verify",
+        "manifest",
+    ]
     data = json.loads(json.dumps(p.to_json()))
     assert data["provenance"]["arch"] == "--arch"
-    assert data["steps"][4]["inputs"]["build_env"]["TORCH_CUDA_ARCH_LIST"] == "12.0"
+    assert data["steps"][5]["inputs"]["build_env"]["TORCH_CUDA_ARCH_LIST"] == "12.0"
 
 
 def test_plan_is_deterministic_and_keys_follow_inputs():
@@ -40,6 +49,7 @@ def test_plan_is_deterministic_and_keys_follow_inputs():
     d = plan(source_digest="other")
     assert {s.name for s, t in zip(a.steps, d.steps, strict=True) if s.key != t.key} == {
         "sources",
+        "patches",
         "extensions",
         "verify",
         "manifest",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from envbuilder.errors import InputError, SpecError
 from envbuilder.paths import builtin_data_root
-from envbuilder.spec.loader import Node, load_extension, load_recipe
-from envbuilder.spec.model import ExtensionSpec, Recipe
+from envbuilder.spec.loader import Node, load_extension, load_patch, load_recipe
+from envbuilder.spec.model import ExtensionSpec, PatchSpec, Recipe
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Catalog:
         self.roots = roots
         self._recipes: dict[str, Recipe] = {}
         self._extensions: dict[str, ExtensionSpec] = {}
+        self._patches: dict[str, PatchSpec] = {}
 
     @classmethod
     def default(cls, user_dirs: list[Path] | None = None) -> Catalog:
@@ -68,6 +69,17 @@ class Catalog:
                     found.setdefault(path.parent.name, path)
         return found
 
+    def _patch_files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for root in self.roots:
+            if root.patches:
+                for path in sorted(root.patches.glob("*.yaml")):
+                    found.setdefault(path.stem, path)
+        return found
+
+    def patch_names(self) -> list[str]:
+        return sorted(self._patch_files())
+
     def recipe_path(self, name: str) -> Path:
         files = self.recipe_files()
         if name in files:
@@ -79,7 +91,7 @@ class Catalog:
 
     def recipe(self, name: str) -> Recipe:
         if name not in self._recipes:
-            self._recipes[name] = load_recipe(self.recipe_path(name), self._find_extension)
+            self._recipes[name] = load_recipe(self.recipe_path(name), self._find_extension, self._find_patch)
         return self._recipes[name]
 
     def extension(self, name: str) -> ExtensionSpec:
@@ -91,8 +103,30 @@ class Catalog:
                     f"unknown extension {name!r}",
                     hint=f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(files))}",
                 )
-            self._extensions[name] = load_extension(files[name])
+            self._extensions[name] = load_extension(files[name], self._find_patch)
         return self._extensions[name]
+
+    def patch(self, name: str) -> PatchSpec:
+        if name not in self._patches:
+            files = self._patch_files()
+            if name not in files:
+                close = difflib.get_close_matches(name, files, n=3, cutoff=0.5)
+                raise InputError(
+                    f"unknown patch {name!r}",
+                    hint=f"did you mean {' or '.join(close)}?"
+                    if close
+                    else f"known: {', '.join(sorted(files)) or 'none'}",
+                )
+            self._patches[name] = load_patch(files[name])
+        return self._patches[name]
+
+    def _find_patch(self, name: str, node: Node) -> PatchSpec:
+        try:
+            return self.patch(name)
+        except InputError as exc:
+            if isinstance(exc, SpecError):
+                raise
+            raise node.error(exc.message, hint=exc.hint) from None
 
     def _find_extension(self, name: str, node: Node) -> ExtensionSpec:
         try:

@@ -5,6 +5,7 @@ expected; unknown keys are errors (with a "did you mean").
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,6 +22,8 @@ from envbuilder.spec.model import (
     ExtensionSpec,
     ExtensionUse,
     GitSource,
+    PatchSpec,
+    PatchUse,
     PathSource,
     Recipe,
     Requirement,
@@ -34,6 +37,17 @@ MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 TORCH_TAG_RE = re.compile(r"^cu(\d{2,3})$")
 URL_RE = re.compile(r"^(https?://|ssh://|git://|file://|git@[^:]+:)\S+$")
 TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
+HEADER_RE = re.compile(r"^<?([A-Za-z0-9_./+-]+)>?$")
+PATCH_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional) keys
+    "include": (("files", "header"), ("satisfied_by",)),
+    "cxx-standard": (("files",), ("standard",)),
+    "replace": (("files", "find", "replace"), ("regex", "count", "check")),
+    "diff": (("diff", "sha256"), ("strip", "files")),
+}
+CXX_STANDARDS = ("auto", "c++14", "c++17", "c++20", "c++23")
+
+FindExtension = Callable[[str, "Node"], ExtensionSpec]
+FindPatch = Callable[[str, "Node"], PatchSpec]
 
 
 def _kind(value: Any) -> str:
@@ -148,6 +162,29 @@ class Node:
         except ValueError as exc:
             raise self.error(str(exc)) from None
 
+    def header(self) -> str:
+        """A header name, written cstdint or <cstdint>; returned without the brackets."""
+        return self.string(pattern=HEADER_RE, expected="a header name such as cstdint").strip("<>")
+
+    def integer(self, minimum: int = 0) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value < minimum:
+            raise self.error(f"expected a whole number >= {minimum}, got {_kind(self.value)}")
+        return self.value
+
+    def globs(self) -> tuple[str, ...]:
+        """File globs relative to a root: never absolute, never climbing out with '..'."""
+        out = []
+        for item in self.items():
+            text = item.string(expected="a path or glob relative to the source root")
+            if text.startswith("/") or ".." in Path(text).parts:
+                raise item.error(
+                    f"{text!r} escapes the source root", hint="give a path relative to the root, without '..'"
+                )
+            out.append(text)
+        if not out:
+            raise self.error("expected at least one file")
+        return tuple(out)
+
     def requirement(self) -> str:
         # imported here: packaging.requirements costs ~15 ms, and `plan canary` has no requirements
         from packaging.requirements import InvalidRequirement
@@ -185,7 +222,103 @@ def _check_envbuilder(node: Node) -> SpecifierSet:
     return spec
 
 
-def load_extension(path: Path) -> ExtensionSpec:
+def load_patch(path: Path) -> PatchSpec:
+    """patches/<name>.yaml. A diff patch's file must match its declared sha256."""
+    from envbuilder.diagnose import CATALOGUE  # the ids a patch may say it fixes
+
+    root, sha256 = _root(path)
+    common_required = ("name", "summary", "fixes", "kind")
+    common_optional = ("when", "envbuilder")
+    every_key = sorted({k for req, opt in PATCH_KINDS.values() for k in req + opt})
+    kind_node = root.fields(required=common_required, optional=(*common_optional, *every_key))["kind"]
+    kind = kind_node.string(expected=f"a patch kind ({', '.join(PATCH_KINDS)})")
+    if kind not in PATCH_KINDS:
+        raise kind_node.error(f"unknown patch kind {kind!r}", hint=f"kinds: {', '.join(PATCH_KINDS)}")
+    required, optional = PATCH_KINDS[kind]
+    f = root.fields(required=common_required + required, optional=common_optional + optional)
+    if "envbuilder" in f:
+        _check_envbuilder(f["envbuilder"])
+    name = _check_name(f["name"], path, "patch")
+    ids = [sig.id for sig in CATALOGUE]
+    fixes = f["fixes"].string(expected="a diagnose signature id")
+    if fixes not in ids:
+        close = difflib.get_close_matches(fixes, ids, n=1)
+        raise f["fixes"].error(
+            f"unknown error signature {fixes!r}",
+            hint=f"did you mean '{close[0]}'?" if close else "see `envbuilder diagnose` ids in envbuilder/diagnose.py",
+        )
+    values: dict[str, Any] = {}
+    if kind == "include":
+        values["header"] = f["header"].header()
+        if "satisfied_by" in f:
+            values["satisfied_by"] = tuple(n.header() for n in f["satisfied_by"].items())
+    elif kind == "cxx-standard" and "standard" in f:
+        standard = f["standard"].string()
+        if standard not in CXX_STANDARDS:
+            raise f["standard"].error(f"unknown standard {standard!r}", hint=f"one of {', '.join(CXX_STANDARDS)}")
+        values["standard"] = standard
+    elif kind == "replace":
+        values["find"] = f["find"].string(expected="the text (or regex) to find")
+        if not isinstance(f["replace"].value, str):
+            raise f["replace"].error(f"expected a string (may be empty), got {_kind(f['replace'].value)}")
+        values["replace"] = f["replace"].value
+        values["regex"] = f["regex"].boolean() if "regex" in f else False
+        values["count"] = f["count"].integer(minimum=1) if "count" in f else 1
+        values["check"] = f["check"].string() if "check" in f else None
+        if values["regex"]:
+            try:
+                re.compile(values["find"], re.MULTILINE)
+            except re.error as exc:
+                raise f["find"].error(f"not a valid regex: {exc}") from None
+    elif kind == "diff":
+        diff = (path.parent / f["diff"].string(expected="a .diff file next to the patch")).resolve()
+        try:
+            data = diff.read_bytes()
+        except OSError as exc:
+            raise f["diff"].error(f"cannot read {diff}: {exc.strerror}") from None
+        declared = f["sha256"].string(
+            pattern=re.compile(r"^[0-9a-f]{64}$"), expected="the diff's sha256 (64 hex digits)"
+        )
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != declared:
+            raise f["sha256"].error(
+                f"{diff.name} has sha256 {actual}, the patch declares {declared}",
+                hint="the diff changed: review it, then update sha256",
+            )
+        values.update(diff=diff, strip=f["strip"].integer() if "strip" in f else 1)
+        sha256 = hashlib.sha256((sha256 + actual).encode()).hexdigest()
+    return PatchSpec(
+        name=name,
+        file=path,
+        sha256=sha256,
+        summary=f["summary"].string(),
+        fixes=fixes,
+        kind=kind,
+        files=f["files"].globs() if "files" in f else (),
+        when=f["when"].condition() if "when" in f else None,
+        **values,
+    )
+
+
+def _patch_uses(node: Node, find_patch: FindPatch) -> tuple[PatchUse, ...]:
+    uses = []
+    for item in node.items():
+        if isinstance(item.value, dict):
+            f = item.fields(required=("use",), optional=("files", "when"))
+            name_node = f["use"]
+            files = f["files"].globs() if "files" in f else ()
+            when = f["when"].condition() if "when" in f else None
+        else:
+            name_node, files, when = item, (), None
+        name = name_node.string(pattern=NAME_RE, expected="a patch name")
+        spec = find_patch(name, name_node)
+        if spec.kind == "diff" and files:
+            raise item.error("a diff patch names its files itself; drop 'files'")
+        uses.append(PatchUse(spec=spec, files=files, when=when))
+    return tuple(uses)
+
+
+def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "import"),
@@ -204,9 +337,7 @@ def load_extension(path: Path) -> ExtensionSpec:
         if "build_requires" in f
         else ExtensionSpec.build_requires,
         probe=f["probe"].string(pattern=NAME_RE, expected="a probe name") if "probe" in f else None,
-        patches=tuple(n.string(pattern=NAME_RE, expected="a patch name") for n in f["patches"].items())
-        if "patches" in f
-        else (),
+        patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
         license=f["license"].string() if "license" in f else None,
     )
     return spec
@@ -281,7 +412,7 @@ def _requirements(node: Node) -> tuple[Requirement, ...]:
     return tuple(out)
 
 
-def _extension_uses(node: Node, find_extension: Callable[[str, Node], ExtensionSpec]) -> tuple[ExtensionUse, ...]:
+def _extension_uses(node: Node, find_extension: FindExtension) -> tuple[ExtensionUse, ...]:
     uses = []
     seen: set[str] = set()
     for item in node.items():
@@ -303,8 +434,8 @@ def _extension_uses(node: Node, find_extension: Callable[[str, Node], ExtensionS
     return tuple(uses)
 
 
-def load_recipe(path: Path, find_extension: Callable[[str, Node], ExtensionSpec]) -> Recipe:
-    """Parse recipes/<name>.yaml. `find_extension(name, node)` resolves `use:` names."""
+def load_recipe(path: Path, find_extension: FindExtension, find_patch: FindPatch) -> Recipe:
+    """Parse recipes/<name>.yaml. `find_extension` / `find_patch` resolve names (the catalog)."""
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "source", "python", "torch"),
@@ -327,9 +458,7 @@ def load_recipe(path: Path, find_extension: Callable[[str, Node], ExtensionSpec]
         torch=_torch(f["torch"]),
         requirements=_requirements(f["requirements"]) if "requirements" in f else (),
         extensions=_extension_uses(f["extensions"], find_extension) if "extensions" in f else (),
-        patches=tuple(n.string(pattern=NAME_RE, expected="a patch name") for n in f["patches"].items())
-        if "patches" in f
-        else (),
+        patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
         env=tuple(env),
         license=f["license"].string() if "license" in f else None,
         envbuilder=envbuilder,

@@ -62,6 +62,51 @@ class Requirement:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchSpec:
+    """patches/<name>.yaml: one reusable source fix, identified by the sha256 of its content."""
+
+    name: str
+    file: Path
+    sha256: str  # of the YAML and, for a diff, of the diff file: part of the build's identity
+    summary: str
+    fixes: str  # the diagnose signature id it cures (envbuilder/diagnose.py)
+    kind: str  # include | cxx-standard | replace | diff
+    files: tuple[str, ...] = ()  # globs relative to the root it is applied to
+    when: Condition | None = None
+    header: str | None = None  # include: the header to add
+    satisfied_by: tuple[str, ...] = ()  # include: headers that already provide it
+    standard: str = "auto"  # cxx-standard: "auto" (what the installed torch needs) or c++17/c++20
+    find: str | None = None  # replace
+    replace: str | None = None
+    regex: bool = False
+    count: int = 1  # replace: matches expected in each file
+    check: str | None = None  # replace: text whose presence means "already applied"
+    diff: Path | None = None  # diff: the unified diff file
+    strip: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchUse:
+    """A recipe's or extension's use of a patch, optionally with its own files or condition."""
+
+    spec: PatchSpec
+    files: tuple[str, ...] = ()  # overrides spec.files when given
+    when: Condition | None = None  # overrides spec.when when given
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.files or self.spec.files
+
+    @property
+    def condition(self) -> Condition | None:
+        return self.when if self.when is not None else self.spec.when
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExtensionSpec:
     """extensions/<name>/extension.yaml: a CUDA extension reused across methods."""
 
@@ -72,7 +117,7 @@ class ExtensionSpec:
     import_name: str  # module that must import after the build
     build_requires: tuple[str, ...] = ("setuptools", "wheel", "ninja")
     probe: str | None = None  # envbuilder/probes/<probe>.py, run in the env
-    patches: tuple[str, ...] = ()  # names of patches/<name>.yaml (patch engine: later)
+    patches: tuple[PatchUse, ...] = ()  # applied with the extension's directory as root
     license: str | None = None
 
 
@@ -100,7 +145,7 @@ class Recipe:
     torch: tuple[TorchVariant, ...]
     requirements: tuple[Requirement, ...] = ()
     extensions: tuple[ExtensionUse, ...] = ()
-    patches: tuple[str, ...] = ()
+    patches: tuple[PatchUse, ...] = ()  # applied with the source root as root
     env: tuple[tuple[str, str], ...] = ()
     license: str | None = None
     envbuilder: SpecifierSet | None = None

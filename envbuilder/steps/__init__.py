@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from envbuilder.context import Context, Data
-from envbuilder.steps import extensions, manifest, sources, toolchain, venv, verify, wheels
+from envbuilder.steps import extensions, manifest, patches, sources, toolchain, venv, verify, wheels
 
 StepFunction = Callable[[Context, Data], Data]
 
@@ -16,6 +16,7 @@ STEPS: dict[str, StepFunction] = {
     "sources": sources.run,
     "venv": venv.run,
     "wheels": wheels.run,
+    "patches": patches.run,
     "extensions": extensions.run,
     "verify": verify.run,
     "manifest": manifest.run,

@@ -28,7 +28,8 @@ def build_manifest(ctx: Context) -> Data:
         "torch": out["wheels"]["torch"],
         "packages": out["wheels"]["packages"],
         "extensions": out["extensions"]["extensions"],
-        "patches": [],
+        "patches": out["patches"]["patches"],
+        "cxx_standard": out["patches"]["cxx_standard"],
         "verify": out["verify"],
         "steps": {s.name: s.key for s in plan.steps},
     }

@@ -76,7 +76,9 @@ def run(ctx: Context, inputs: Data) -> Data:
             "TORCH_CUDA_ARCH_LIST; see the extensions log for the -gencode flags used",
         )
     for b in binaries:
-        ctx.note(f"{Path(b['file']).name}: SASS {' '.join(b['sass']) or '-'}; PTX {' '.join(b['ptx']) or '-'}")
+        ctx.note(
+            f"{b['extension']} {Path(b['file']).name}: SASS {' '.join(b['sass']) or '-'}; PTX {' '.join(b['ptx']) or '-'}"
+        )
         jit_only = [arch for arch, how in b["runs_on"].items() if how == "ptx"]
         if jit_only:
             ctx.note(
