@@ -16,6 +16,7 @@ from envbuilder import patching
 from envbuilder.errors import SpecError
 from envbuilder.patching import PatchContext, PatchError
 from envbuilder.spec.catalog import Catalog, DataRoot
+from envbuilder.spec.conditions import parse_condition
 from envbuilder.spec.model import PatchUse
 
 GCC13 = PatchContext(
@@ -123,8 +124,12 @@ def test_header_already_included_or_equivalent(tmp_path):
 
 
 def test_when_false_skips(tmp_path):
-    root = tree(tmp_path, {"cuda_rasterizer/rasterizer_impl.h": HEADER})
-    (outcome,) = patching.compute(root, [builtin("cstdint")], GCC12)
+    root = tree(tmp_path, {"simple_knn.cu": "float m = FLT_MAX;\n"})
+    old_cuda = PatchContext(facts={**GCC13.facts, "cuda": Version("12.4")}, cxx_standard="c++17")
+    (outcome,) = patching.compute(root, [builtin("cfloat")], old_cuda)
+    assert outcome.status == "skipped" and "cuda >=12.5" in outcome.reason
+    gcc12 = PatchUse(spec=Catalog.default().patch("cstdint"), when=parse_condition({"gcc": ">=13"}))
+    (outcome,) = patching.compute(root, [gcc12], GCC12)
     assert outcome.status == "skipped" and "gcc >=13" in outcome.reason
 
 
@@ -471,7 +476,7 @@ def test_patch_cli_check_apply_revert(tmp_path):
     assert run_cli(*args, "--revert").returncode == 0
     assert snapshot(root) == before
     gcc12 = json.loads(run_cli(*args[:-4], "--gcc", "12.2", "--torch", "2.14.1", "--json").stdout)
-    assert gcc12["results"][0]["status"] == "skipped"
+    assert gcc12["results"][0]["status"] == "apply"  # cstdint is unconditional
 
 
 def test_patch_cli_drift_is_exit_1_and_names_everything(tmp_path):
