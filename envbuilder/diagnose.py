@@ -261,6 +261,14 @@ CATALOGUE: tuple[Signature, ...] = (
         "bw §3",
     ),
     Signature(
+        "cuda-library-header-missing",
+        r"fatal error: (cusparse|cublas_v2|cublas|cublasLt|cusolverDn|curand|cufft|cudnn|nccl)\.h: No such file",
+        "the CUDA toolkit has no math-library headers (a minimal or PyPI-assembled toolkit); ATen/cuda headers include them.",
+        "install the full toolkit, or the nvidia-* header wheels matching torch; envbuilder adds torch's nvidia wheel include dirs to CPATH.",
+        None,
+        "seen building gridencoder against a PyPI-assembled CUDA 13.0",
+    ),
+    Signature(
         "glibc-cospi",
         r"exception specification is incompatible with that of previous function \"(cospi|sinpi|rsqrt)",
         "glibc >= 2.41 clashes with CUDA 12.8/12.9's math_functions.h.",

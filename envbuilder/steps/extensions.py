@@ -7,6 +7,7 @@ TORCH_CUDA_ARCH_LIST from --arch, CUDA_HOME from the plan and MAX_JOBS sized fro
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -23,6 +24,10 @@ def run(ctx: Context, inputs: Data) -> Data:
     root = Path(str(ctx.outputs["sources"]["root"]))
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
     env = ctx.build_env()
+    extra_includes = _wheel_cuda_includes(ctx)
+    if extra_includes:
+        env["CPATH"] = os.pathsep.join([*extra_includes, *filter(None, [env.get("CPATH")])])
+        ctx.note(f"the toolkit lacks the CUDA math-library headers; using torch's nvidia wheels: {', '.join(extra_includes)}")
     built = []
     for ext in inputs["extensions"]:
         source = root / ext["path"]
@@ -56,7 +61,23 @@ def run(ctx: Context, inputs: Data) -> Data:
             }
         )
         ctx.note(f"built {wheel.name} in {seconds:.0f} s")
-    return {"extensions": built}
+    return {"extensions": built, "cpath": extra_includes}
+
+
+def _wheel_cuda_includes(ctx: Context) -> list[str]:
+    """A toolkit assembled from PyPI wheels (nvcc, crt, cudart, cccl) has no cusparse.h, cublas_v2.h
+    … which ATen/cuda/CUDAContext.h includes. torch's own nvidia-* wheels ship them in
+    site-packages/nvidia/<pkg>/include: put those on CPATH, which nvcc's host preprocessing and g++
+    search after the toolkit's own -I directories."""
+    if (ctx.plan.toolkit.root / "include" / "cusparse.h").exists():
+        return []
+    sites = [ctx.outputs["venv"]["platlib"], *ctx.outputs["venv"].get("inherited_site_packages", [])]
+    found = []
+    for site in sites:
+        for include in sorted(Path(site).glob("nvidia/*/include")):
+            if include.is_dir() and str(include) not in found:
+                found.append(str(include))
+    return found
 
 
 class _arch_free_path:

@@ -67,7 +67,7 @@ def _repo_name(url: str) -> tuple[str, str, str]:
 def mirror_candidates(mirror: Path, url: str) -> list[Path]:
     """Where --mirror DIR may hold a copy of url, in the order they are tried."""
     host, owner, name = _repo_name(url)
-    names = [f"{owner}+{name}"] if owner else []
+    names = [f"{owner}+{name}", f"{owner}+{name}.git"] if owner else []
     if host and owner:
         names += [f"{host}/{owner}/{name}", f"{host}/{owner}/{name}.git"]
     if owner:
