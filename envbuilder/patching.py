@@ -250,6 +250,7 @@ def _apply_cxx(text: str, spec: PatchSpec, rel: str, target: str) -> str | None:
 
 def _apply_replace(text: str, spec: PatchSpec, rel: str) -> str | None:
     assert spec.find is not None and spec.replace is not None
+    expected = dict(spec.counts).get(rel, spec.count)
     if spec.regex:
         pattern = re.compile(spec.find, re.MULTILINE)
         starts = [m.start() for m in pattern.finditer(text)]
@@ -259,15 +260,15 @@ def _apply_replace(text: str, spec: PatchSpec, rel: str) -> str | None:
             starts.append(at)
             at = text.find(spec.find, at + max(1, len(spec.find)))
     check = spec.check if spec.check is not None else (spec.replace if not spec.regex and spec.replace else None)
-    if len(starts) == spec.count:
+    if len(starts) == expected:
         if spec.regex:
-            return pattern.sub(spec.replace, text, count=spec.count)
-        return text.replace(spec.find, spec.replace, spec.count)
+            return pattern.sub(spec.replace, text, count=expected)
+        return text.replace(spec.find, spec.replace, expected)
     if not starts and check and check in text:
         return None
     lines = ", ".join(str(text.count("\n", 0, s) + 1) for s in starts[:10])
     raise PatchError(
-        f"patch {spec.name}: {rel}: expected {spec.count} match(es) of {spec.find!r}, found {len(starts)}"
+        f"patch {spec.name}: {rel}: expected {expected} match(es) of {spec.find!r}, found {len(starts)}"
         + (f" (lines {lines})" if starts else ""),
         hint="the file changed from what the recipe expects (drifted); update the patch or the pinned commit",
     )

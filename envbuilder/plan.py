@@ -320,7 +320,9 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             f"glibc {host.glibc} with CUDA {toolkit.release}: CUDA 12.8/12.9 headers clash with glibc >= 2.41 "
             "('exception specification is incompatible ... cospi'); CUDA 13 does not"
         )
-    if isinstance(recipe.source, GitSource) and "git" not in host.tools:
+    if (
+        isinstance(recipe.source, GitSource) or any(e.spec.source for e in recipe.extensions)
+    ) and "git" not in host.tools:
         raise ToolNotFound("git is not on PATH and the recipe's source is a git repository", hint="install git")
 
     facts: dict[str, Version | list[Version] | None] = {
@@ -330,7 +332,9 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         "arch": [a.version for a in archs],
         "torch": _pinned(torch_spec),
     }
-    requirements = tuple(r.text for r in recipe.requirements if r.when is None or r.when.evaluate(facts) is not False)
+    chosen = [r for r in recipe.requirements if r.when is None or r.when.evaluate(facts) is not False]
+    requirements = tuple(r.text for r in chosen if not r.no_build_isolation)
+    no_isolation = [r.text for r in chosen if r.no_build_isolation]
     extensions = tuple(e for e in recipe.extensions if e.when is None or e.when.evaluate(facts) is not False)
 
     build_env = {
@@ -351,8 +355,13 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             "commit": recipe.source.commit,
             "submodules": recipe.source.submodules,
         }
+        if recipe.source.fallbacks:
+            source_inputs["fallbacks"] = [[f.path, f.commit] for f in recipe.source.fallbacks]
     else:
         source_inputs = {"path": str(recipe.source.path), "digest": options.source_digest}
+    own_sources = {e.name: [e.spec.source.url, e.spec.source.commit] for e in extensions if e.spec.source}
+    if own_sources:
+        source_inputs["extensions"] = own_sources
     build_requires = sorted({r for e in extensions for r in e.spec.build_requires})
     ext_inputs = [
         {"name": e.name, "path": e.path, "import": e.spec.import_name, "spec_sha256": e.spec.sha256} for e in extensions
@@ -394,6 +403,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
                 "torch": torch_reqs,
                 "index": variant.index,
                 "requirements": list(requirements),
+                "no_build_isolation": no_isolation,
                 "build_requires": build_requires,
                 "cuda_major": toolkit.version.major,
             },

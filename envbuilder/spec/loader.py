@@ -19,14 +19,20 @@ from envbuilder.errors import SpecError
 from envbuilder.spec import yamlfile
 from envbuilder.spec.conditions import Condition, parse_condition, parse_specifier
 from envbuilder.spec.model import (
+    ASSET_KINDS,
+    Asset,
     ExtensionSpec,
     ExtensionUse,
+    Fallback,
     GitSource,
     PatchSpec,
     PatchUse,
     PathSource,
     Recipe,
     Requirement,
+    Smoke,
+    SmokeFile,
+    SmokeStep,
     Source,
     TorchVariant,
 )
@@ -41,7 +47,7 @@ HEADER_RE = re.compile(r"^<?([A-Za-z0-9_./+-]+)>?$")
 PATCH_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional) keys
     "include": (("files", "header"), ("satisfied_by",)),
     "cxx-standard": (("files",), ("standard",)),
-    "replace": (("files", "find", "replace"), ("regex", "count", "check")),
+    "replace": (("files", "find", "replace"), ("regex", "count", "check")),  # count: int, or {file: int}
     "diff": (("diff", "sha256"), ("strip", "files")),
 }
 CXX_STANDARDS = ("auto", "c++14", "c++17", "c++20", "c++23")
@@ -263,7 +269,11 @@ def load_patch(path: Path) -> PatchSpec:
             raise f["replace"].error(f"expected a string (may be empty), got {_kind(f['replace'].value)}")
         values["replace"] = f["replace"].value
         values["regex"] = f["regex"].boolean() if "regex" in f else False
-        values["count"] = f["count"].integer(minimum=1) if "count" in f else 1
+        if "count" in f and isinstance(f["count"].value, dict):
+            counts = tuple((k, n.integer(minimum=1)) for k, n in f["count"].entries())
+            values["counts"] = counts
+        else:
+            values["count"] = f["count"].integer(minimum=1) if "count" in f else 1
         values["check"] = f["check"].string() if "check" in f else None
         if values["regex"]:
             try:
@@ -322,7 +332,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "import"),
-        optional=("envbuilder", "build_requires", "probe", "patches", "license"),
+        optional=("envbuilder", "build_requires", "probe", "patches", "license", "source", "build_env"),
     )
     if "envbuilder" in f:
         _check_envbuilder(f["envbuilder"])
@@ -339,8 +349,49 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
         probe=f["probe"].string(pattern=NAME_RE, expected="a probe name") if "probe" in f else None,
         patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
         license=f["license"].string() if "license" in f else None,
+        source=_git_source(f["source"]) if "source" in f else None,
+        build_env=_env(f["build_env"]) if "build_env" in f else (),
     )
     return spec
+
+
+def _env(node: Node) -> tuple[tuple[str, str], ...]:
+    env = []
+    for key, vnode in node.entries():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise vnode.error(f"{key!r} is not an environment variable name")
+        env.append((key, vnode.string(expected="a string (quote numbers)")))
+    return tuple(env)
+
+
+def _commit(node: Node) -> str:
+    commit = node.value
+    if not isinstance(commit, str) or not COMMIT_RE.match(commit):
+        shown = commit if isinstance(commit, str) else _kind(commit)
+        raise node.error(
+            f"expected a full 40-character commit hash, got {shown!r}",
+            hint="quote the hash: YAML reads a hash of digits as a number"
+            if isinstance(commit, (int, float))
+            else "branches, tags and short hashes move or collide; resolve one with "
+            "`git rev-parse <ref>` in a clone and paste the full hash",
+        )
+    return commit
+
+
+def _git_source(node: Node) -> GitSource:
+    f = node.fields(required=("git", "commit"), optional=("submodules", "branch", "note", "fallbacks"))
+    fallbacks = []
+    for item in f["fallbacks"].items() if "fallbacks" in f else []:
+        g = item.fields(required=("path", "commit", "why"))
+        fallbacks.append(Fallback(path=g["path"].string(), commit=_commit(g["commit"]), why=g["why"].string()))
+    return GitSource(
+        url=f["git"].string(pattern=URL_RE, expected="a git URL (https://, ssh://, file:// or git@host:)"),
+        commit=_commit(f["commit"]),
+        submodules=f["submodules"].boolean() if "submodules" in f else True,
+        branch=f["branch"].string() if "branch" in f else None,
+        note=f["note"].string() if "note" in f else None,
+        fallbacks=tuple(fallbacks),
+    )
 
 
 def _source(node: Node, recipe_file: Path) -> Source:
@@ -348,26 +399,7 @@ def _source(node: Node, recipe_file: Path) -> Source:
         f = node.fields(required=("path",))
         raw = Path(f["path"].string(expected="a directory path"))
         return PathSource(path=(recipe_file.parent / raw).resolve() if not raw.is_absolute() else raw)
-    f = node.fields(required=("git", "commit"), optional=("submodules", "branch", "note"))
-    url = f["git"].string(pattern=URL_RE, expected="a git URL (https://, ssh://, file:// or git@host:)")
-    commit_node = f["commit"]
-    commit = commit_node.value
-    if not isinstance(commit, str) or not COMMIT_RE.match(commit):
-        shown = commit if isinstance(commit, str) else _kind(commit)
-        raise commit_node.error(
-            f"expected a full 40-character commit hash, got {shown!r}",
-            hint="quote the hash: YAML reads a hash of digits as a number"
-            if isinstance(commit, (int, float))
-            else "branches, tags and short hashes move or collide; resolve one with "
-            "`git rev-parse <ref>` in a clone and paste the full hash",
-        )
-    return GitSource(
-        url=url,
-        commit=commit,
-        submodules=f["submodules"].boolean() if "submodules" in f else True,
-        branch=f["branch"].string() if "branch" in f else None,
-        note=f["note"].string() if "note" in f else None,
-    )
+    return _git_source(node)
 
 
 def _torch(node: Node) -> tuple[TorchVariant, ...]:
@@ -399,12 +431,13 @@ def _requirements(node: Node) -> tuple[Requirement, ...]:
     out = []
     for item in node.items():
         if isinstance(item.value, dict):
-            f = item.fields(required=("req",), optional=("when", "why"))
+            f = item.fields(required=("req",), optional=("when", "why", "no_build_isolation"))
             out.append(
                 Requirement(
                     text=f["req"].requirement(),
                     when=f["when"].condition() if "when" in f else None,
                     why=f["why"].string() if "why" in f else None,
+                    no_build_isolation=f["no_build_isolation"].boolean() if "no_build_isolation" in f else False,
                 )
             )
         else:
@@ -416,21 +449,18 @@ def _extension_uses(node: Node, find_extension: FindExtension) -> tuple[Extensio
     uses = []
     seen: set[str] = set()
     for item in node.items():
-        f = item.fields(required=("use", "path"), optional=("when",))
+        f = item.fields(required=("use",), optional=("path", "when"))
         name = f["use"].string(pattern=NAME_RE, expected="an extension name")
         if name in seen:
             raise f["use"].error(f"extension {name!r} is listed twice")
         seen.add(name)
-        rel = f["path"].string(expected="a path inside the source tree")
+        spec = find_extension(name, f["use"])
+        if "path" not in f and spec.source is None:
+            raise item.error(f"extension {name!r} lives in the method's tree: say where with 'path'")
+        rel = f["path"].string(expected="a path inside the source tree") if "path" in f else "."
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise f["path"].error(f"{rel!r} leaves the source tree", hint="give a path relative to the source root")
-        uses.append(
-            ExtensionUse(
-                spec=find_extension(name, f["use"]),
-                path=rel,
-                when=f["when"].condition() if "when" in f else None,
-            )
-        )
+        uses.append(ExtensionUse(spec=spec, path=rel, when=f["when"].condition() if "when" in f else None))
     return tuple(uses)
 
 
@@ -439,15 +469,19 @@ def load_recipe(path: Path, find_extension: FindExtension, find_patch: FindPatch
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "source", "python", "torch"),
-        optional=("envbuilder", "license", "requirements", "extensions", "patches", "env"),
+        optional=("envbuilder", "license", "requirements", "extensions", "patches", "env", "assets", "smoke", "notes"),
     )
     envbuilder = _check_envbuilder(f["envbuilder"]) if "envbuilder" in f else None
-    env: list[tuple[str, str]] = []
-    if "env" in f:
-        for key, vnode in f["env"].entries():
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise vnode.error(f"{key!r} is not an environment variable name")
-            env.append((key, vnode.string()))
+    assets = _assets(f["assets"]) if "assets" in f else ()
+    smoke = _smoke(f["smoke"], {a.name for a in assets}) if "smoke" in f else None
+    steps = {s.name for s in smoke.steps} if smoke else set()
+    for asset, item in zip(assets, f["assets"].items() if "assets" in f else [], strict=True):
+        unknown = [n for n in asset.needed_by if n not in steps and n != "preprocess"]
+        if unknown:
+            raise item.error(
+                f"asset {asset.name!r}: needed_by names {unknown[0]!r}, which is no smoke step",
+                hint=f"steps: {', '.join(sorted(steps)) or 'none'}, or 'preprocess'",
+            )
     return Recipe(
         name=_check_name(f["name"], path, "recipe"),
         file=path,
@@ -459,7 +493,140 @@ def load_recipe(path: Path, find_extension: FindExtension, find_patch: FindPatch
         requirements=_requirements(f["requirements"]) if "requirements" in f else (),
         extensions=_extension_uses(f["extensions"], find_extension) if "extensions" in f else (),
         patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
-        env=tuple(env),
+        env=_env(f["env"]) if "env" in f else (),
         license=f["license"].string() if "license" in f else None,
         envbuilder=envbuilder,
+        assets=assets,
+        smoke=smoke,
+        notes=f["notes"].string() if "notes" in f else None,
+    )
+
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDERS = ("data", "out", "src", "python", "prefix")
+
+
+def _relative_or_home(node: Node) -> str:
+    text = node.string(expected="a path relative to the source root, or ~/…")
+    if text.startswith("/") or ".." in Path(text).parts:
+        raise node.error(
+            f"{text!r}: give a path relative to the source root, or one under ~/", hint="no absolute paths, no '..'"
+        )
+    return text
+
+
+def _assets(node: Node) -> tuple[Asset, ...]:
+    assets: list[Asset] = []
+    for item in node.items():
+        f = item.fields(
+            required=("name", "path", "kind", "gated", "source"),
+            optional=(
+                "register",
+                "license",
+                "url",
+                "archive",
+                "member",
+                "sha256",
+                "sha1",
+                "size",
+                "needed_by",
+                "variant",
+                "note",
+            ),
+        )
+        name = f["name"].string(pattern=NAME_RE, expected="an asset name")
+        if any(a.name == name for a in assets):
+            raise f["name"].error(f"asset {name!r} is listed twice")
+        kind = f["kind"].string()
+        if kind not in ASSET_KINDS:
+            close = difflib.get_close_matches(kind, ASSET_KINDS, n=1)
+            raise f["kind"].error(
+                f"unknown asset kind {kind!r}",
+                hint=f"did you mean '{close[0]}'?" if close else f"kinds: {', '.join(ASSET_KINDS)}",
+            )
+        gated = f["gated"].boolean()
+        if gated and "url" in f:
+            raise f["url"].error(
+                "a gated asset has no direct url: envbuilder never downloads licensed files",
+                hint="put the page in 'source'",
+            )
+        if gated and "register" not in f:
+            raise item.error(f"gated asset {name!r} needs 'register': the page where users sign up")
+        if "member" in f and "archive" not in f:
+            raise f["member"].error("'member' names a file inside 'archive', which is missing")
+        assets.append(
+            Asset(
+                name=name,
+                path=_relative_or_home(f["path"]),
+                kind=kind,
+                gated=gated,
+                source=f["source"].string(),
+                register=f["register"].string() if "register" in f else None,
+                license=f["license"].string() if "license" in f else None,
+                url=f["url"].string(pattern=URL_RE, expected="a download URL") if "url" in f else None,
+                archive=f["archive"].string() if "archive" in f else None,
+                member=f["member"].string() if "member" in f else None,
+                sha256=f["sha256"].string(pattern=SHA256_RE, expected="64 hex digits") if "sha256" in f else None,
+                sha1=f["sha1"].string(pattern=SHA1_RE, expected="40 hex digits") if "sha1" in f else None,
+                size=f["size"].integer(minimum=1) if "size" in f else None,
+                needed_by=f["needed_by"].strings() if "needed_by" in f else (),
+                variant=f["variant"].string() if "variant" in f else None,
+                note=f["note"].string() if "note" in f else None,
+            )
+        )
+    return tuple(assets)
+
+
+def _check_placeholders(node: Node, text: str) -> str:
+    for name in PLACEHOLDER_RE.findall(text):
+        if name not in PLACEHOLDERS:
+            raise node.error(
+                f"unknown placeholder {{{name}}} in {text!r}",
+                hint=f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}",
+            )
+    return text
+
+
+def _smoke(node: Node, asset_names: set[str]) -> Smoke:
+    f = node.fields(required=("steps",), optional=("data", "files", "note"))
+    steps = []
+    for item in f["steps"].items():
+        g = item.fields(required=("name", "run"), optional=("cwd", "env", "timeout", "needs", "outputs"))
+        run = tuple(
+            _check_placeholders(n, n.string(expected="an argument (argv lists only, no shell strings)"))
+            for n in g["run"].items()
+        )
+        if not run:
+            raise g["run"].error("expected the command as a list of arguments")
+        needs = g["needs"].strings() if "needs" in g else ()
+        for asset in needs:
+            if asset not in asset_names:
+                raise g["needs"].error(
+                    f"unknown asset {asset!r}",
+                    hint=f"assets of this recipe: {', '.join(sorted(asset_names)) or 'none'}",
+                )
+        steps.append(
+            SmokeStep(
+                name=g["name"].string(pattern=NAME_RE, expected="a step name"),
+                run=run,
+                cwd=_relative_or_home(g["cwd"]) if "cwd" in g else ".",
+                env=_env(g["env"]) if "env" in g else (),
+                timeout=g["timeout"].integer(minimum=1) if "timeout" in g else 900,
+                needs=needs,
+                outputs=tuple(_check_placeholders(n, n.string()) for n in g["outputs"].items())
+                if "outputs" in g
+                else (),
+            )
+        )
+    files = []
+    for item in f["files"].items() if "files" in f else []:
+        g = item.fields(required=("path", "text"))
+        files.append(SmokeFile(path=_relative_or_home(g["path"]), text=g["text"].string()))
+    return Smoke(
+        data=f["data"].string(pattern=NAME_RE, expected="a data generator name") if "data" in f else None,
+        steps=tuple(steps),
+        files=tuple(files),
+        note=f["note"].string() if "note" in f else None,
     )

@@ -12,15 +12,31 @@ from envbuilder.spec.conditions import Condition
 
 
 @dataclass(frozen=True, kw_only=True)
+class Fallback:
+    """A submodule commit to use when its gitlink's commit cannot be had (a mirror lacks it)."""
+
+    path: str
+    commit: str
+    why: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class GitSource:
     url: str
     commit: str  # full 40-hex hash
     submodules: bool = True
     branch: str | None = None  # informational: a branch that holds the commit
     note: str | None = None  # e.g. what to do when a mirror lacks the commit
+    fallbacks: tuple[Fallback, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"git": self.url, "commit": self.commit, "submodules": self.submodules, "branch": self.branch}
+        return {
+            "git": self.url,
+            "commit": self.commit,
+            "submodules": self.submodules,
+            "branch": self.branch,
+            "fallbacks": [{"path": f.path, "commit": f.commit, "why": f.why} for f in self.fallbacks],
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +75,7 @@ class Requirement:
     text: str  # PEP 508
     when: Condition | None = None
     why: str | None = None
+    no_build_isolation: bool = False  # e.g. chumpy, whose setup.py imports pip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +96,8 @@ class PatchSpec:
     find: str | None = None  # replace
     replace: str | None = None
     regex: bool = False
-    count: int = 1  # replace: matches expected in each file
+    count: int = 1  # replace: matches expected in each file (counts overrides it per file)
+    counts: tuple[tuple[str, int], ...] = ()
     check: str | None = None  # replace: text whose presence means "already applied"
     diff: Path | None = None  # diff: the unified diff file
     strip: int = 1
@@ -119,6 +137,8 @@ class ExtensionSpec:
     probe: str | None = None  # envbuilder/probes/<probe>.py, run in the env
     patches: tuple[PatchUse, ...] = ()  # applied with the extension's directory as root
     license: str | None = None
+    source: GitSource | None = None  # its own repository (pytorch3d …); else a path in the method's tree
+    build_env: tuple[tuple[str, str], ...] = ()  # e.g. FORCE_CUDA=1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,12 +146,75 @@ class ExtensionUse:
     """A recipe's use of an extension: which spec, where its setup.py sits in the source tree."""
 
     spec: ExtensionSpec
-    path: str  # relative to the source root
+    path: str  # relative to the method's source root, or to the extension's own source
     when: Condition | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+ASSET_KINDS = (
+    "file",  # only presence, size, checksum and "not an HTML page"
+    "flame-pkl",  # FLAME model pickle (plain or chumpy)
+    "bfm-mat",  # Basel Face Model 2009 .mat
+    "smplx-model",  # SMPL-X .npz/.pkl
+    "smpl-model",  # SMPL .pkl
+    "torch-checkpoint",  # .pth/.pt/.ckpt/.tar saved by torch
+    "safetensors",
+    "numpy",  # .npy/.npz
+    "zip",
+    "tensorflow-graph",  # frozen .pb
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Asset:
+    """A file the method needs that the build does not produce: a licensed model, weights, data."""
+
+    name: str
+    path: str  # where the code reads it: relative to the source root, or ~/… for the home dir
+    kind: str  # one of ASSET_KINDS: picks the structural validator
+    gated: bool  # needs registration / a licence click: never downloaded by envbuilder
+    source: str  # where to get it (page or URL)
+    register: str | None = None  # the registration page, for gated assets
+    license: str | None = None
+    url: str | None = None  # a direct download (free assets only)
+    archive: str | None = None  # the file users download when the asset comes inside it
+    member: str | None = None  # the asset's path inside that archive
+    sha256: str | None = None
+    sha1: str | None = None
+    size: int | None = None  # bytes, where published
+    needed_by: tuple[str, ...] = ()  # smoke steps (or "preprocess") that cannot run without it
+    variant: str | None = None  # e.g. FLAME 2023-no-jaw; checked by the validator
+    note: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeStep:
+    name: str
+    run: tuple[str, ...]  # argv; {data}, {out}, {src}, {python} are filled in
+    cwd: str = "."  # relative to the source root
+    env: tuple[tuple[str, str], ...] = ()
+    timeout: int = 900
+    needs: tuple[str, ...] = ()  # asset names
+    outputs: tuple[str, ...] = ()  # globs (relative to cwd, placeholders allowed) that must exist after
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeFile:
+    """A small file written into the source tree before the smoke run (e.g. a short config)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Smoke:
+    data: str | None  # envbuilder's synthetic data generator (envbuilder/datasets), or None
+    steps: tuple[SmokeStep, ...]
+    files: tuple[SmokeFile, ...] = ()
+    note: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +232,9 @@ class Recipe:
     env: tuple[tuple[str, str], ...] = ()
     license: str | None = None
     envbuilder: SpecifierSet | None = None
+    assets: tuple[Asset, ...] = ()
+    smoke: Smoke | None = None
+    notes: str | None = None  # what the recipe can and cannot build, shown by `show`
 
     def torch_variant(self, tag: str) -> TorchVariant | None:
         return next((v for v in self.torch if v.tag == tag), None)

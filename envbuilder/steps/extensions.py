@@ -17,20 +17,24 @@ from pathlib import Path
 from envbuilder import installer
 from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.steps.sources import extension_dir
 
 
 def run(ctx: Context, inputs: Data) -> Data:
     tool = installer.for_context(ctx)
-    root = Path(str(ctx.outputs["sources"]["root"]))
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
     env = ctx.build_env()
     extra_includes = _wheel_cuda_includes(ctx)
     if extra_includes:
         env["CPATH"] = os.pathsep.join([*extra_includes, *filter(None, [env.get("CPATH")])])
-        ctx.note(f"the toolkit lacks the CUDA math-library headers; using torch's nvidia wheels: {', '.join(extra_includes)}")
+        ctx.note(
+            f"the toolkit lacks the CUDA math-library headers; using torch's nvidia wheels: {', '.join(extra_includes)}"
+        )
     built = []
+    uses = {e.name: e for e in ctx.plan.extensions}
     for ext in inputs["extensions"]:
-        source = root / ext["path"]
+        use = uses[ext["name"]]
+        source = extension_dir(ctx.outputs["sources"], use)
         if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
             raise InputError(f"extension {ext['name']}: no setup.py or pyproject.toml in {source}")
         shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
@@ -40,7 +44,7 @@ def run(ctx: Context, inputs: Data) -> Data:
             tempfile.TemporaryDirectory(prefix=f"envbuilder-{ext['name']}-") as out,
             _arch_free_path(source) as build_from,
         ):
-            tool.build_wheel(build_from, Path(out), env)
+            tool.build_wheel(build_from, Path(out), {**env, **dict(use.spec.build_env)})
             wheels = sorted(Path(out).glob("*.whl"))
             if len(wheels) != 1:
                 raise EnvbuilderError(f"extension {ext['name']}: expected one wheel, the build made {len(wheels)}")

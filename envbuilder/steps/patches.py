@@ -15,11 +15,13 @@ from envbuilder import patching
 from envbuilder.context import Context, Data
 from envbuilder.host import compat
 from envbuilder.spec.model import PatchUse
+from envbuilder.steps.sources import extension_dir
 
 
-def patch_sets(ctx: Context) -> list[tuple[str, tuple[PatchUse, ...]]]:
-    sets = [(".", ctx.plan.recipe.patches)] if ctx.plan.recipe.patches else []
-    sets += [(e.path, e.spec.patches) for e in ctx.plan.extensions if e.spec.patches]
+def patch_sets(ctx: Context) -> list[tuple[Path, tuple[PatchUse, ...]]]:
+    sources = ctx.outputs["sources"]
+    sets = [(Path(sources["root"]), ctx.plan.recipe.patches)] if ctx.plan.recipe.patches else []
+    sets += [(extension_dir(sources, e), e.spec.patches) for e in ctx.plan.extensions if e.spec.patches]
     return sets
 
 
@@ -38,11 +40,11 @@ def context_for(ctx: Context) -> patching.PatchContext:
 
 
 def run(ctx: Context, inputs: Data) -> Data:
-    root = Path(str(ctx.outputs["sources"]["root"]))
     context = context_for(ctx)
     results = []
-    for rel, uses in patch_sets(ctx):
-        outcomes = patching.apply(root / rel, uses, context)
+    for root, uses in patch_sets(ctx):
+        rel = root.relative_to(ctx.layout.src).as_posix()
+        outcomes = patching.apply(root, uses, context)
         for o in outcomes:
             ctx.note(
                 f"{rel}: {o.patch}: {o.status}"

@@ -22,12 +22,36 @@ from envbuilder.cache import IGNORED, tree_digest
 from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
 from envbuilder.paths import cache_dir
+from envbuilder.spec.model import ExtensionUse, Fallback, GitSource
 
 GIT = ["git", "-c", "advice.detachedHead=false", "-c", "protocol.file.allow=always", "-c", "core.autocrlf=false"]
 
 
 def run(ctx: Context, inputs: Data) -> Data:
-    dest = ctx.layout.src / ctx.plan.recipe.name
+    git = _Git(ctx, Path(inputs["mirror"]) if inputs.get("mirror") else None)
+    source = ctx.plan.recipe.source
+    outputs = _fetch(
+        ctx, git, inputs, ctx.layout.src / ctx.plan.recipe.name, source if isinstance(source, GitSource) else None
+    )
+    extensions = {}
+    for ext in ctx.plan.extensions:
+        if ext.spec.source is not None:
+            spec = ext.spec.source
+            ext_inputs = {"git": spec.url, "commit": spec.commit, "submodules": spec.submodules}
+            extensions[ext.name] = _fetch(ctx, git, ext_inputs, ctx.layout.src / f"ext-{ext.name}", spec)
+    outputs["extensions"] = extensions
+    return outputs
+
+
+def extension_dir(sources: Data, ext: ExtensionUse) -> Path:
+    """Where an extension's setup.py sits: in its own checkout, or inside the method's tree."""
+    if ext.spec.source is not None:
+        return Path(sources["extensions"][ext.name]["root"]) / ext.path
+    return Path(sources["root"]) / ext.path
+
+
+def _fetch(ctx: Context, git: _Git, inputs: Data, dest: Path, spec: GitSource | None) -> Data:
+    """One source tree at dest, assembled in dest.partial and renamed into place."""
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -39,11 +63,15 @@ def run(ctx: Context, inputs: Data) -> Data:
         outputs: Data = {"path": str(source), "digest": tree_digest(partial)}
         ctx.note(f"copied {source}")
     else:
-        git = _Git(ctx, Path(inputs["mirror"]) if inputs.get("mirror") else None)
-        repo = git.locate(inputs["git"], inputs["commit"], ctx.plan.recipe.source.note)  # type: ignore[union-attr]
+        assert spec is not None
+        git.fallbacks = {f.path: f for f in spec.fallbacks}
+        repo = git.locate(inputs["git"], inputs["commit"], spec.note)
         submodules = git.checkout(repo, inputs["git"], inputs["commit"], partial, recurse=inputs["submodules"])
         outputs = {"git": inputs["git"], "commit": inputs["commit"], "submodules": submodules}
-        ctx.note(f"checked out {inputs['commit'][:12]}" + (f" with {len(submodules)} submodules" if submodules else ""))
+        ctx.note(
+            f"checked out {inputs['git']} @ {inputs['commit'][:12]}"
+            + (f" with {len(submodules)} submodules" if submodules else "")
+        )
     if dest.exists():
         shutil.rmtree(dest)
     partial.rename(dest)
@@ -107,6 +135,7 @@ class _Git:
     def __init__(self, ctx: Context, mirror: Path | None) -> None:
         self.ctx = ctx
         self.mirror = mirror
+        self.fallbacks: dict[str, Fallback] = {}
 
     def _has(self, repo: Path, commit: str) -> bool:
         try:
@@ -164,10 +193,22 @@ class _Git:
             if sub_url is None:
                 raise InputError(f"submodule {prefix}{path} of {url} has no URL in .gitmodules")
             sub_url = resolve_url(sub_url, url)
-            sub_repo = self.locate(sub_url, sha)
+            record: Data = {"path": f"{prefix}{path}", "url": sub_url, "commit": sha}
+            try:
+                sub_repo = self.locate(sub_url, sha)
+            except InputError as exc:
+                fallback = self.fallbacks.get(f"{prefix}{path}")
+                if fallback is None:
+                    raise
+                sub_repo = self.locate(sub_url, fallback.commit)
+                record.update(commit=fallback.commit, pinned=sha, fallback=fallback.why)
+                self.ctx.note(
+                    f"warning: {prefix}{path} @ {sha[:12]} is not available ({exc.message}); using the recipe's fallback {fallback.commit[:12]}: {fallback.why}"
+                )
+                sha = fallback.commit
             target = dest / path
             shutil.rmtree(target, ignore_errors=True)
-            found.append({"path": f"{prefix}{path}", "url": sub_url, "commit": sha})
+            found.append(record)
             self.ctx.note(f"submodule {prefix}{path} @ {sha[:12]}")
             found += self.checkout(sub_repo, sub_url, sha, target, recurse=True, prefix=f"{prefix}{path}/")
         return found

@@ -48,6 +48,11 @@ def run(ctx: Context, inputs: Data) -> Data:
     if extra:
         ctx.note(f"installing {', '.join(extra)}")
         tool.install(extra, constraints=pins)
+    # old sdists whose setup.py imports pip or numpy (chumpy): built against the env, not in isolation
+    late = unsatisfied(list(inputs.get("no_build_isolation", [])), tool.packages())
+    if late:
+        ctx.note(f"installing without build isolation: {', '.join(late)}")
+        tool.install(late, constraints=pins, options=["--no-build-isolation"])
     packages = tool.packages()
     ctx.note(f"torch {torch['version']} (CUDA {torch['cuda']}), {len(packages)} packages")
     return {"torch": torch, "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
