@@ -105,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipes_option(p)
     p.set_defaults(func=cmd_patch, mode="check")
 
+    p = sub.add_parser(
+        "assets",
+        help="which gated and free assets a recipe needs, and whether they are in place",
+        description="envbuilder assets RECIPE | assets install RECIPE FILE... | assets fetch RECIPE | assets stub RECIPE --dest DIR. "
+        "Exit 0: all present and valid; 3: something is missing; 1: something present is invalid.",
+    )
+    p.add_argument("words", nargs="+", metavar="[install|fetch|stub] RECIPE [FILE ...]")
+    p.add_argument("--root", type=Path, metavar="DIR", help="the method's source tree (default: the built env's src/<recipe>)")
+    p.add_argument("--prefix", type=Path, help="the env whose source tree to use (default: $ENVBUILDER_HOME/envs/<recipe>)")
+    p.add_argument("--dest", type=Path, metavar="DIR", help="with stub: the source tree to write stand-ins into")
+    p.add_argument("--python", type=Path, help="with stub: a Python with numpy (default: the env's)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_assets)
+
     p = sub.add_parser("inspect", help="which SASS and PTX archs a binary holds")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--arch", help="also check that each binary can run on these archs (exit 1 if not)")
@@ -287,12 +302,154 @@ def cmd_build(args: argparse.Namespace) -> int:
     if not args.json:
         report.err.print(f"building [bold]{plan.recipe.name}[/] for {plan.torch_cuda_arch_list} into {plan.prefix}")
     result = execute(plan, host, report.ProgressReporter())
+    checked = result.outputs.get("assets", {})
+    code = int(checked.get("exit_code", EXIT_OK))
     if args.json:
-        report.print_json(result.to_json())
+        report.print_json({**result.to_json(), "assets_exit_code": code, "blocked": checked.get("blocked", {})})
     else:
         report.out.print(f"[green]ready:[/] {result.prefix}  (activate: source {result.prefix}/venv/bin/activate)")
         report.out.print(f"manifest: {result.manifest}")
-    return EXIT_OK
+        if code != EXIT_OK:
+            from envbuilder import assets
+
+            statuses = assets.check(plan.recipe, Path(result.outputs["sources"]["root"]))
+            _render_assets(plan.recipe.name, Path(result.outputs["sources"]["root"]), statuses)
+            report.out.print(f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {plan.recipe.name}`")
+    return code
+
+
+def _assets_root(args: argparse.Namespace, recipe_name: str, required: bool) -> Path:
+    from envbuilder.paths import default_prefix
+
+    root: Path = args.root or (args.prefix or default_prefix(recipe_name)) / "src" / recipe_name
+    if required and not root.is_dir():
+        raise InputError(
+            f"no source tree at {root}",
+            hint=f"build it first (envbuilder build {recipe_name}), or pass --root DIR for your own clone",
+        )
+    return root
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from envbuilder import assets, report
+    from envbuilder.paths import cache_dir
+
+    action = args.words[0] if args.words[0] in ("install", "fetch", "stub") else "check"
+    rest = args.words[1:] if action != "check" else args.words
+    if not rest:
+        raise InputError(f"assets {action}: name the recipe", hint="envbuilder assets cap4d")
+    recipe = _catalog(args).recipe(rest[0])
+    files = [Path(f) for f in rest[1:]]
+    if action != "install" and files:
+        raise InputError(f"assets {action} takes one recipe, got extra arguments: {' '.join(rest[1:])}")
+    if action == "install":
+        if not files:
+            raise InputError("assets install: name the downloaded files", hint=f"envbuilder assets install {recipe.name} ~/Downloads/FLAME2023.zip")
+        root = _assets_root(args, recipe.name, required=True)
+        done, warnings = assets.install(recipe, root, files)
+        _record_assets_in_manifest(root, recipe.name, args)
+        for w in warnings:
+            report.warn(w)
+        if args.json:
+            report.print_json({"installed": [d.to_json() for d in done], "warnings": warnings})
+        else:
+            for d in done:
+                report.out.print(f"[green]installed[/] {d.asset.name}: {d.source} -> {d.path} ({d.detail})")
+        return EXIT_OK
+    if action == "fetch":
+        root = _assets_root(args, recipe.name, required=True)
+        results = _fetch_with_progress(recipe, root, cache_dir(), quiet=args.json)
+        _record_assets_in_manifest(root, recipe.name, args)
+        if args.json:
+            report.print_json(results)
+        else:
+            for r in results:
+                report.out.print(f"{r['name']}: {r['result']}")
+        return assets.exit_code(assets.check(recipe, root))
+    if action == "stub":
+        root = args.dest or _assets_root(args, recipe.name, required=True)
+        root.mkdir(parents=True, exist_ok=True)
+        python = args.python or _env_python(args, recipe.name)
+        written, skipped = assets.stub(recipe, root, python)
+        if args.json:
+            report.print_json({"written": written, "skipped": skipped, "root": str(root)})
+        else:
+            for name in written:
+                report.out.print(f"[yellow]stand-in[/] {name} written (random values: anything run on it is a stub run)")
+            for line in skipped:
+                report.out.print(f"skipped {line}")
+        return EXIT_OK
+    root = _assets_root(args, recipe.name, required=False)
+    statuses = assets.check(recipe, root)
+    code = assets.exit_code(statuses)
+    if args.json:
+        report.print_json({"recipe": recipe.name, "root": str(root), "exit_code": code, "assets": [s.to_json() for s in statuses], "blocked": assets.blocked_steps(statuses)})
+        return code
+    _render_assets(recipe.name, root, statuses)
+    return code
+
+
+def _env_python(args: argparse.Namespace, recipe_name: str) -> Path:
+    from envbuilder.paths import default_prefix
+
+    python = (args.prefix or default_prefix(recipe_name)) / "venv" / "bin" / "python"
+    return python if python.exists() else Path(sys.executable)
+
+
+def _fetch_with_progress(recipe: Any, root: Path, cache: Path, quiet: bool) -> list[dict[str, Any]]:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from envbuilder import assets, report
+
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=report.err, disable=quiet) as progress:
+
+        def progress_for(asset: Any) -> Any:
+            task = progress.add_task(asset.name, total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
+
+        return assets.fetch(recipe, root, cache, progress_for)
+
+
+def _record_assets_in_manifest(root: Path, recipe_name: str, args: argparse.Namespace) -> None:
+    """The env's manifest lists its assets (sha256 and how far each is trusted)."""
+    import json as _json
+    import os
+    import tempfile
+
+    from envbuilder.assets import Registry
+
+    manifest = root.parent.parent / "envbuilder.lock.json"
+    if root.parent.name != "src" or not manifest.is_file():
+        return
+    data = _json.loads(manifest.read_text())
+    registry = Registry.load(root)
+    data["assets_installed"] = registry.installed
+    data["assets_stubs"] = registry.stubs
+    fd, tmp = tempfile.mkstemp(prefix=".envbuilder.lock.", dir=manifest.parent)
+    with os.fdopen(fd, "w") as f:
+        _json.dump(data, f, indent=2)
+    os.replace(tmp, manifest)
+
+
+def _render_assets(recipe: str, root: Path, statuses: list[Any]) -> None:
+    from envbuilder import assets, report
+
+    if not statuses:
+        report.out.print(f"{recipe} needs no assets")
+        return
+    colour = {"ok": "green", "missing": "yellow"}
+    rows = []
+    for s in statuses:
+        a = s.asset
+        status = f"[{colour.get(s.status, 'red')}]{s.status}[/]" + (" [yellow](stand-in)[/]" if s.stub else "")
+        where = a.register if a.gated else (a.url or a.source)
+        rows.append([a.name, status, str(s.path), ("gated: " if a.gated else "free: ") + (where or "-"), s.detail])
+    report.table(f"assets of {recipe} (root {root})", ["asset", "status", "destination", "get it", "detail"], rows)
+    blocked = assets.blocked_steps(statuses)
+    for step, names in blocked.items():
+        report.out.print(f"[yellow]blocked:[/] smoke step '{step}' needs {', '.join(names)}")
+    if not root.is_dir():
+        report.out.print(f"(no source tree at {root} yet: build first, or pass --root DIR)")
 
 
 def _patch_context(args: argparse.Namespace) -> Any:

@@ -23,7 +23,7 @@ from envbuilder import diagnose
 from envbuilder.context import Context, Data, Layout
 from envbuilder.errors import EnvbuilderError, EnvLocked, InputError, StepFailed
 from envbuilder.host import HostFacts
-from envbuilder.plan import Plan, PlannedStep
+from envbuilder.plan import VOLATILE, Plan, PlannedStep
 from envbuilder.steps import STEPS, StepFunction
 
 STATE_VERSION = 1
@@ -191,6 +191,7 @@ def execute(
             record = state.steps.get(step.name, {})
             if (
                 state.is_done(step)
+                and step.name not in VOLATILE
                 and not rerun.intersection(step.depends)
                 and still_valid(step.name, layout, record.get("outputs", {}))
             ):
@@ -198,9 +199,13 @@ def execute(
                 result.steps.append(StepResult(step.name, "skipped", 0.0, str(log)))
                 reporter.step_skip(step, index, total)
                 continue
-            if not rerun:
+            # a volatile step that finds what it found last time changes nothing downstream
+            unchanged_check = step.name in VOLATILE and state.is_done(step) and not rerun.intersection(step.depends)
+            previous = record.get("outputs")
+            if not rerun and step.name not in VOLATILE:
                 layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
-            rerun.add(step.name)
+            if step.name not in VOLATILE or not unchanged_check:
+                rerun.add(step.name)
             state.steps.pop(step.name, None)
             state.save()
             log.write_text(f"# envbuilder step {step.name} (key {step.key})\n# {step.summary}\n")
@@ -235,10 +240,12 @@ def execute(
                 reporter.step_failed(step, failure, seconds)
                 raise failure from exc
             seconds = time.monotonic() - started
+            if unchanged_check and outputs != previous:
+                rerun.add(step.name)  # e.g. an asset appeared: the manifest must say so
             state.record(step, "done", seconds, outputs)
             state.save()
             result.outputs[step.name] = outputs
-            result.steps.append(StepResult(step.name, "done", seconds, str(log)))
+            result.steps.append(StepResult(step.name, "checked" if unchanged_check and outputs == previous else "done", seconds, str(log)))
             reporter.step_done(step, seconds)
     return result
 

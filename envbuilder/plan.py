@@ -23,6 +23,9 @@ from envbuilder.paths import default_prefix
 from envbuilder.spec.conditions import parse_specifier
 from envbuilder.spec.model import ExtensionUse, GitSource, PathSource, Recipe, TorchVariant
 
+# Steps that run on every build: what they look at changes outside envbuilder (asset files).
+VOLATILE = frozenset({"assets"})
+
 # Which earlier steps each step builds on. A step's key hashes its own inputs and the keys of
 # these, so a changed source re-builds the extensions but keeps the venv and its torch.
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -33,7 +36,8 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "patches": ("sources", "wheels"),  # conditions and the C++ standard need the installed torch
     "extensions": ("toolchain", "patches", "wheels"),
     "verify": ("extensions",),
-    "manifest": ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify"),
+    "assets": ("sources",),
+    "manifest": ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets"),
 }
 GIB_PER_BUILD_JOB = 3.0  # nvcc on a rasterizer-sized .cu peaks near 2-3 GiB
 
@@ -325,6 +329,12 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
     ) and "git" not in host.tools:
         raise ToolNotFound("git is not on PATH and the recipe's source is a git repository", hint="install git")
 
+    gated = [a.name for a in recipe.assets if a.gated]
+    if gated:
+        warnings.append(
+            f"{recipe.name} needs {len(gated)} licensed file(s) no build can download ({', '.join(gated)}); "
+            f"the smoke run waits for them: see `envbuilder assets {recipe.name}`"
+        )
     facts: dict[str, Version | list[Version] | None] = {
         "cuda": toolkit.version,
         "python": interpreter.version,
@@ -424,6 +434,11 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
                 "probes": [e.spec.probe for e in extensions if e.spec.probe],
                 "gpus": [g.name for g in host.gpus],
             },
+        ),
+        (
+            "assets",
+            f"check {len(recipe.assets)} assets ({sum(a.gated for a in recipe.assets)} gated)" if recipe.assets else "no assets",
+            {"assets": [[a.name, a.path, a.kind, a.sha256 or a.sha1] for a in recipe.assets]},
         ),
         (
             "manifest",

@@ -38,7 +38,7 @@ def test_manifest_records_a_verified_env(canary_env):
     assert m["verify"]["binaries"][0]["runs_on"] == {"12.0": "sass"}
     assert m["verify"]["imports"]["envbuilder_canary"]["ok"] is True
     assert m["toolchain"]["nvcc"].startswith("13.")
-    assert set(m["steps"]) == {"toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "manifest"}
+    assert set(m["steps"]) == {"toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"}
 
 
 def test_installed_binary_holds_sm120_sass(canary_env):
@@ -67,7 +67,8 @@ def test_second_build_does_no_work(canary_env):
     started = time.monotonic()
     result = run_cli("build", "canary", "--arch", "12.0", "--prefix", str(canary_env), "--installer", "pip", "--json")
     assert result.returncode == 0, result.stderr
-    assert {s["status"] for s in json.loads(result.stdout)["steps"]} == {"skipped"}
+    status = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
+    assert set(status.values()) == {"skipped", "checked"} and status["assets"] == "checked"
     assert time.monotonic() - started < 30
 
 
@@ -103,6 +104,7 @@ def test_rebuild_for_two_archs_recompiles_only_the_extension(canary_env):
         "patches": "skipped",
         "extensions": "done",
         "verify": "done",
+        "assets": "checked",
         "manifest": "done",
     }
     assert fatbin.inspect_file(installed_so(canary_env)).sass == ["sm_90", "sm_120"]

@@ -43,6 +43,7 @@ def test_plan_json_is_the_whole_plan(cuda, tmp_path):
         "patches",
         "extensions",
         "verify",
+        "assets",
         "manifest",
     ]
     assert all(len(s["key"]) == 16 for s in plan["steps"])

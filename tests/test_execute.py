@@ -54,18 +54,29 @@ def plan(prefix: Path, arch: str = "12.0"):
     return make_plan(CANARY, host(), Options(arch=arch, prefix=prefix))
 
 
-ALL = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "manifest"]
+ALL = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
 
 
 def test_runs_all_then_nothing(tmp_path):
     rec = Recorder()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 8
+    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 9
     state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
     assert {k: v["status"] for k, v in state["steps"].items()} == dict.fromkeys(ALL, "done")
     rec.calls.clear()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == [] and [s.status for s in result.steps] == ["skipped"] * 8
+    assert rec.calls == ["assets"]  # assets are re-checked every time; they found the same
+    assert [s.status for s in result.steps] == ["skipped"] * 7 + ["checked", "skipped"]
+
+
+def test_an_asset_change_rewrites_the_manifest(tmp_path):
+    rec = Recorder()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    steps = rec.steps()
+    steps["assets"] = lambda ctx, inputs: {"assets": ["flame now present"]}
+    rec.calls.clear()
+    result = execute(plan(tmp_path / "env"), host(), steps=steps)
+    assert [s.name for s in result.steps if s.status == "done"] == ["assets", "manifest"]
 
 
 def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
@@ -73,7 +84,7 @@ def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env", "9.0;12.0"), host(), steps=rec.steps())
-    assert rec.calls == ["extensions", "verify", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
     assert rec.manifest_seen["extensions"] is False  # not "ready" while being changed
 
 
@@ -92,7 +103,7 @@ def test_failure_is_recorded_and_resumed(tmp_path):
     assert state["steps"]["extensions"]["status"] == "failed"
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["extensions", "verify", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
 
 
 def test_interrupt_leaves_step_undone(tmp_path):
@@ -102,7 +113,7 @@ def test_interrupt_leaves_step_undone(tmp_path):
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["wheels", "patches", "extensions", "verify", "manifest"]
+    assert rec.calls == ["wheels", "patches", "extensions", "verify", "assets", "manifest"]
 
 
 def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
@@ -111,7 +122,7 @@ def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
     (tmp_path / "env/venv/bin/python").unlink()
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "manifest"]
+    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
 
 
 def test_internal_error_keeps_traceback(tmp_path):

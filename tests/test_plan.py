@@ -33,6 +33,7 @@ def test_plan_resolves_everything():
         "patches",
         "extensions",
         "verify",
+        "assets",
         "manifest",
     ]
     data = json.loads(json.dumps(p.to_json()))
@@ -52,6 +53,7 @@ def test_plan_is_deterministic_and_keys_follow_inputs():
         "patches",
         "extensions",
         "verify",
+        "assets",
         "manifest",
     }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from envbuilder.context import Context, Data
-from envbuilder.steps import extensions, manifest, patches, sources, toolchain, venv, verify, wheels
+from envbuilder.steps import assets, extensions, manifest, patches, sources, toolchain, venv, verify, wheels
 
 StepFunction = Callable[[Context, Data], Data]
 
@@ -19,5 +19,6 @@ STEPS: dict[str, StepFunction] = {
     "patches": patches.run,
     "extensions": extensions.run,
     "verify": verify.run,
+    "assets": assets.run,
     "manifest": manifest.run,
 }

@@ -31,6 +31,7 @@ def build_manifest(ctx: Context) -> Data:
         "patches": out["patches"]["patches"],
         "cxx_standard": out["patches"]["cxx_standard"],
         "verify": out["verify"],
+        "assets": out["assets"]["assets"],
         "steps": {s.name: s.key for s in plan.steps},
     }
 

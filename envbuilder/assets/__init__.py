@@ -1,0 +1,302 @@
+"""Gated and free assets: where each must go, whether what is there is the real thing, and
+putting files in place safely.
+
+Per source tree, <root>/.envbuilder-assets.json records what envbuilder installed (sha256, and
+whether the checksum was published or trusted on first use) and which files are stand-ins
+written by `assets stub`; every status report marks stand-ins as such.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envbuilder.assets.validate import sha, validate
+from envbuilder.errors import EXIT_BLOCKED_ON_ASSETS, EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
+from envbuilder.spec.model import Asset, Recipe
+
+REGISTRY = ".envbuilder-assets.json"
+PROBLEMS = ("empty", "html-page", "wrong-structure", "checksum-mismatch", "truncated")
+
+
+@dataclass
+class AssetStatus:
+    asset: Asset
+    path: Path
+    status: str  # ok | missing | empty | html-page | wrong-structure | checksum-mismatch | truncated
+    detail: str = ""
+    stub: bool = False
+    trust: str | None = None  # published | first-use | None
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.asset
+        return {
+            "name": a.name,
+            "status": self.status,
+            "stub": self.stub,
+            "detail": self.detail,
+            "path": str(self.path),
+            "kind": a.kind,
+            "gated": a.gated,
+            "source": a.source,
+            "register": a.register,
+            "url": a.url,
+            "archive": a.archive,
+            "member": a.member,
+            "size": a.size,
+            "sha256": a.sha256,
+            "sha1": a.sha1,
+            "license": a.license,
+            "needed_by": list(a.needed_by),
+            "trust": self.trust,
+            "note": a.note,
+        }
+
+
+def destination(asset: Asset, root: Path) -> Path:
+    return Path(asset.path).expanduser() if asset.path.startswith("~") else root / asset.path
+
+
+@dataclass
+class Registry:
+    path: Path
+    installed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stubs: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the stand-in
+
+    @classmethod
+    def load(cls, root: Path) -> Registry:
+        path = root / REGISTRY
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise EnvbuilderError(f"{path} is unreadable ({exc})", hint=f"delete {path}; installed assets are then re-checked from scratch") from None
+        return cls(path, data.get("installed", {}), data.get("stubs", {}))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".assets.", dir=self.path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"installed": self.installed, "stubs": self.stubs}, f, indent=1)
+        os.replace(tmp, self.path)
+
+
+def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
+    registry = Registry.load(root)
+    statuses = []
+    for asset in recipe.assets:
+        path = destination(asset, root)
+        record = registry.installed.get(asset.name, {})
+        if not path.is_file():
+            statuses.append(AssetStatus(asset, path, "missing", _where_to_get(asset)))
+            continue
+        trusted = record.get("sha256") if record.get("trust") == "first-use" else None
+        finding = validate(path, asset, trusted)
+        stub = asset.name in registry.stubs and finding.status == "ok" and sha(path, "sha256") == registry.stubs[asset.name]
+        statuses.append(AssetStatus(asset, path, finding.status, finding.detail, stub=stub, trust=record.get("trust")))
+    return statuses
+
+
+def _where_to_get(asset: Asset) -> str:
+    if asset.gated:
+        return f"register at {asset.register}, download {asset.archive or Path(asset.path).name} from {asset.source}"
+    if asset.url:
+        return "free download: envbuilder assets fetch RECIPE"
+    return f"get it from {asset.source}"
+
+
+def exit_code(statuses: list[AssetStatus]) -> int:
+    """1 when something present is broken, 3 when something is missing, else 0."""
+    if any(s.status in PROBLEMS for s in statuses):
+        return EXIT_FAILED
+    if any(s.status == "missing" for s in statuses):
+        return EXIT_BLOCKED_ON_ASSETS
+    return EXIT_OK
+
+
+def blocked_steps(statuses: list[AssetStatus]) -> dict[str, list[str]]:
+    """smoke step -> the assets it lacks (missing or broken)."""
+    blocked: dict[str, list[str]] = {}
+    for s in statuses:
+        if s.status != "ok":
+            for step in s.asset.needed_by:
+                blocked.setdefault(step, []).append(s.asset.name)
+    return blocked
+
+
+# --- install ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Installed:
+    asset: Asset
+    source: Path
+    path: Path
+    trust: str
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.asset.name, "from": str(self.source), "path": str(self.path), "trust": self.trust, "detail": self.detail}
+
+
+def _copy_atomic(data_from: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(data_from, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _candidates(recipe: Recipe, file: Path) -> list[Asset]:
+    """Assets this file may be: by name first, then by published checksum, then every other."""
+    by_name = [a for a in recipe.assets if file.name in (Path(a.path).name, a.archive)]
+    digests = {"sha256": sha(file, "sha256"), "sha1": sha(file, "sha1")}
+    by_sum = [a for a in recipe.assets if (a.sha256 and a.sha256 == digests["sha256"]) or (a.sha1 and a.sha1 == digests["sha1"])]
+    rest = [a for a in recipe.assets if a not in by_name and a not in by_sum]
+    return list(dict.fromkeys(by_sum + by_name + rest))
+
+
+def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Installed], list[str]]:
+    """Identify, validate and place each file; returns what was installed and warnings."""
+    registry = Registry.load(root)
+    done: list[Installed] = []
+    warnings: list[str] = []
+    for file in files:
+        if not file.is_file():
+            raise InputError(f"{file}: no such file")
+        placed = None
+        reasons = []
+        with tempfile.TemporaryDirectory(prefix="envbuilder-asset-") as tmp:
+            for asset in _candidates(recipe, file):
+                source = _member_of(file, asset, Path(tmp)) or file
+                finding = validate(source, asset)
+                if finding.status != "ok":
+                    reasons.append(f"{asset.name}: {finding.status} ({finding.detail})")
+                    continue
+                dest = destination(asset, root)
+                _copy_atomic(source, dest)
+                digest = sha(dest, "sha256")
+                published = bool(asset.sha256 or asset.sha1)
+                trust = "published" if published else "first-use"
+                if not published:
+                    warnings.append(f"{asset.name}: no published checksum; trusting this file's sha256 {digest[:12]}… from now on")
+                registry.installed[asset.name] = {
+                    "sha256": digest,
+                    "trust": trust,
+                    "from": str(file),
+                    "installed": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                }
+                registry.stubs.pop(asset.name, None)
+                placed = Installed(asset, file, dest, trust, finding.detail)
+                break
+        if placed is None:
+            raise EnvbuilderError(
+                f"{file} is none of {recipe.name}'s assets; not installed",
+                hint="; ".join(reasons[:4]) or "the recipe has no assets",
+            )
+        done.append(placed)
+    registry.save()
+    return done, warnings
+
+
+def _member_of(file: Path, asset: Asset, tmp: Path) -> Path | None:
+    """The asset extracted from a downloaded archive (FLAME2023.zip -> flame2023_no_jaw.pkl)."""
+    if not (asset.archive and asset.member and zipfile.is_zipfile(file)):
+        return None
+    try:
+        with zipfile.ZipFile(file) as zf:
+            names = zf.namelist()
+            match = next((n for n in names if n == asset.member or n.endswith("/" + asset.member)), None)
+            if match is None:
+                return None
+            target = tmp / Path(match).name
+            with zf.open(match) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return target
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+# --- fetch and stubs ---------------------------------------------------------------------------------
+
+STUB_KINDS = ("flame-pkl", "smpl-model", "smplx-model", "bfm-mat")
+
+
+def fetch(recipe: Recipe, root: Path, cache: Path, progress_for: Any = None) -> list[dict[str, Any]]:
+    """Download every free asset with a URL that is not already valid. `progress_for(asset)`
+    returns a progress callback (or None)."""
+    from envbuilder.assets.fetch import download
+
+    results = []
+    for status in check(recipe, root):
+        asset = status.asset
+        if status.status == "ok" and not status.stub:
+            results.append({"name": asset.name, "result": "already present"})
+            continue
+        if asset.gated or not asset.url:
+            results.append({"name": asset.name, "result": "skipped: " + ("gated, download by hand" if asset.gated else "no direct URL")})
+            continue
+        callback = progress_for(asset) if progress_for else None
+        dest = destination(asset, root)
+        if asset.archive:
+            archive = download(asset.url, cache / "downloads" / asset.name / asset.archive, progress=callback)
+            with tempfile.TemporaryDirectory(prefix="envbuilder-asset-") as tmp:
+                member = _member_of(archive, asset, Path(tmp))
+                if member is None:
+                    raise EnvbuilderError(f"{asset.archive} from {asset.url} does not contain {asset.member}")
+                _check_or_raise(member, asset)
+                _copy_atomic(member, dest)
+        else:
+            download(asset.url, dest, sha256=asset.sha256, sha1=asset.sha1, size=asset.size, progress=callback)
+            _check_or_raise(dest, asset, remove=True)
+        results.append({"name": asset.name, "result": "downloaded", "path": str(dest)})
+    return results
+
+
+def _check_or_raise(path: Path, asset: Asset, remove: bool = False) -> None:
+    finding = validate(path, asset)
+    if finding.status != "ok":
+        if remove:
+            path.unlink(missing_ok=True)
+        raise EnvbuilderError(f"downloaded {asset.name} is not valid: {finding.status} ({finding.detail})")
+
+
+def stub(recipe: Recipe, root: Path, python: Path) -> tuple[list[str], list[str]]:
+    """Write stand-ins for missing assets of a known structure; returns (written, skipped reasons)."""
+    import subprocess
+
+    registry = Registry.load(root)
+    todo, skipped = [], []
+    for status in check(recipe, root):
+        asset = status.asset
+        if status.status == "ok" and not status.stub:
+            skipped.append(f"{asset.name}: the real file is present")
+        elif asset.kind not in STUB_KINDS:
+            skipped.append(f"{asset.name}: no stand-in for a {asset.kind} (the method needs the real file)")
+        else:
+            todo.append(asset)
+    if todo:
+        for asset in todo:
+            destination(asset, root).parent.mkdir(parents=True, exist_ok=True)
+        request = json.dumps([{"kind": a.kind, "path": str(destination(a, root))} for a in todo])
+        script = Path(__file__).with_name("stubgen.py")
+        proc = subprocess.run([str(python), str(script)], input=request, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise EnvbuilderError(f"writing stand-ins failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", hint=f"{python} needs numpy (and scipy for .mat files)")
+        for asset in todo:
+            registry.stubs[asset.name] = sha(destination(asset, root), "sha256")
+            registry.installed.pop(asset.name, None)
+        registry.save()
+    return [a.name for a in todo], skipped
