@@ -112,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0: all present and valid; 3: something is missing; 1: something present is invalid.",
     )
     p.add_argument("words", nargs="+", metavar="[install|fetch|stub] RECIPE [FILE ...]")
-    p.add_argument("--root", type=Path, metavar="DIR", help="the method's source tree (default: the built env's src/<recipe>)")
-    p.add_argument("--prefix", type=Path, help="the env whose source tree to use (default: $ENVBUILDER_HOME/envs/<recipe>)")
+    p.add_argument(
+        "--root", type=Path, metavar="DIR", help="the method's source tree (default: the built env's src/<recipe>)"
+    )
+    p.add_argument(
+        "--prefix", type=Path, help="the env whose source tree to use (default: $ENVBUILDER_HOME/envs/<recipe>)"
+    )
     p.add_argument("--dest", type=Path, metavar="DIR", help="with stub: the source tree to write stand-ins into")
     p.add_argument("--python", type=Path, help="with stub: a Python with numpy (default: the env's)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -314,7 +318,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
             statuses = assets.check(plan.recipe, Path(result.outputs["sources"]["root"]))
             _render_assets(plan.recipe.name, Path(result.outputs["sources"]["root"]), statuses)
-            report.out.print(f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {plan.recipe.name}`")
+            report.out.print(
+                f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {plan.recipe.name}`"
+            )
     return code
 
 
@@ -344,7 +350,10 @@ def cmd_assets(args: argparse.Namespace) -> int:
         raise InputError(f"assets {action} takes one recipe, got extra arguments: {' '.join(rest[1:])}")
     if action == "install":
         if not files:
-            raise InputError("assets install: name the downloaded files", hint=f"envbuilder assets install {recipe.name} ~/Downloads/FLAME2023.zip")
+            raise InputError(
+                "assets install: name the downloaded files",
+                hint=f"envbuilder assets install {recipe.name} ~/Downloads/FLAME2023.zip",
+            )
         root = _assets_root(args, recipe.name, required=True)
         done, warnings = assets.install(recipe, root, files)
         _record_assets_in_manifest(root, recipe.name, args)
@@ -375,7 +384,9 @@ def cmd_assets(args: argparse.Namespace) -> int:
             report.print_json({"written": written, "skipped": skipped, "root": str(root)})
         else:
             for name in written:
-                report.out.print(f"[yellow]stand-in[/] {name} written (random values: anything run on it is a stub run)")
+                report.out.print(
+                    f"[yellow]stand-in[/] {name} written (random values: anything run on it is a stub run)"
+                )
             for line in skipped:
                 report.out.print(f"skipped {line}")
         return EXIT_OK
@@ -383,7 +394,15 @@ def cmd_assets(args: argparse.Namespace) -> int:
     statuses = assets.check(recipe, root)
     code = assets.exit_code(statuses)
     if args.json:
-        report.print_json({"recipe": recipe.name, "root": str(root), "exit_code": code, "assets": [s.to_json() for s in statuses], "blocked": assets.blocked_steps(statuses)})
+        report.print_json(
+            {
+                "recipe": recipe.name,
+                "root": str(root),
+                "exit_code": code,
+                "assets": [s.to_json() for s in statuses],
+                "blocked": assets.blocked_steps(statuses),
+            }
+        )
         return code
     _render_assets(recipe.name, root, statuses)
     return code
@@ -401,7 +420,9 @@ def _fetch_with_progress(recipe: Any, root: Path, cache: Path, quiet: bool) -> l
 
     from envbuilder import assets, report
 
-    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=report.err, disable=quiet) as progress:
+    with Progress(
+        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=report.err, disable=quiet
+    ) as progress:
 
         def progress_for(asset: Any) -> Any:
             task = progress.add_task(asset.name, total=None)

@@ -245,7 +245,11 @@ def execute(
             state.record(step, "done", seconds, outputs)
             state.save()
             result.outputs[step.name] = outputs
-            result.steps.append(StepResult(step.name, "checked" if unchanged_check and outputs == previous else "done", seconds, str(log)))
+            result.steps.append(
+                StepResult(
+                    step.name, "checked" if unchanged_check and outputs == previous else "done", seconds, str(log)
+                )
+            )
             reporter.step_done(step, seconds)
     return result
 

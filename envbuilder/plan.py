@@ -437,7 +437,9 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         ),
         (
             "assets",
-            f"check {len(recipe.assets)} assets ({sum(a.gated for a in recipe.assets)} gated)" if recipe.assets else "no assets",
+            f"check {len(recipe.assets)} assets ({sum(a.gated for a in recipe.assets)} gated)"
+            if recipe.assets
+            else "no assets",
             {"assets": [[a.name, a.path, a.kind, a.sha256 or a.sha1] for a in recipe.assets]},
         ),
         (

@@ -38,7 +38,17 @@ def test_manifest_records_a_verified_env(canary_env):
     assert m["verify"]["binaries"][0]["runs_on"] == {"12.0": "sass"}
     assert m["verify"]["imports"]["envbuilder_canary"]["ok"] is True
     assert m["toolchain"]["nvcc"].startswith("13.")
-    assert set(m["steps"]) == {"toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"}
+    assert set(m["steps"]) == {
+        "toolchain",
+        "sources",
+        "venv",
+        "wheels",
+        "patches",
+        "extensions",
+        "verify",
+        "assets",
+        "manifest",
+    }
 
 
 def test_installed_binary_holds_sm120_sass(canary_env):

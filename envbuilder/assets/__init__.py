@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuilder.assets.validate import sha, validate
+from envbuilder.assets.validators import FLAME_VARIANTS, sha, validate
 from envbuilder.errors import EXIT_BLOCKED_ON_ASSETS, EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
 from envbuilder.spec.model import Asset, Recipe
 
@@ -78,7 +78,10 @@ class Registry:
         except FileNotFoundError:
             return cls(path)
         except (OSError, ValueError) as exc:
-            raise EnvbuilderError(f"{path} is unreadable ({exc})", hint=f"delete {path}; installed assets are then re-checked from scratch") from None
+            raise EnvbuilderError(
+                f"{path} is unreadable ({exc})",
+                hint=f"delete {path}; installed assets are then re-checked from scratch",
+            ) from None
         return cls(path, data.get("installed", {}), data.get("stubs", {}))
 
     def save(self) -> None:
@@ -100,7 +103,11 @@ def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
             continue
         trusted = record.get("sha256") if record.get("trust") == "first-use" else None
         finding = validate(path, asset, trusted)
-        stub = asset.name in registry.stubs and finding.status == "ok" and sha(path, "sha256") == registry.stubs[asset.name]
+        stub = (
+            asset.name in registry.stubs
+            and finding.status == "ok"
+            and sha(path, "sha256") == registry.stubs[asset.name]
+        )
         statuses.append(AssetStatus(asset, path, finding.status, finding.detail, stub=stub, trust=record.get("trust")))
     return statuses
 
@@ -144,7 +151,13 @@ class Installed:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.asset.name, "from": str(self.source), "path": str(self.path), "trust": self.trust, "detail": self.detail}
+        return {
+            "name": self.asset.name,
+            "from": str(self.source),
+            "path": str(self.path),
+            "trust": self.trust,
+            "detail": self.detail,
+        }
 
 
 def _copy_atomic(data_from: Path, dest: Path) -> None:
@@ -159,13 +172,28 @@ def _copy_atomic(data_from: Path, dest: Path) -> None:
         raise
 
 
-def _candidates(recipe: Recipe, file: Path) -> list[Asset]:
-    """Assets this file may be: by name first, then by published checksum, then every other."""
+def _candidates(recipe: Recipe, file: Path) -> tuple[list[Asset], set[str]]:
+    """Assets this file may be (by checksum, then name, then every other) and the names of those
+    it matched by checksum or name (structure alone cannot tell FLAME variants apart)."""
     by_name = [a for a in recipe.assets if file.name in (Path(a.path).name, a.archive)]
     digests = {"sha256": sha(file, "sha256"), "sha1": sha(file, "sha1")}
-    by_sum = [a for a in recipe.assets if (a.sha256 and a.sha256 == digests["sha256"]) or (a.sha1 and a.sha1 == digests["sha1"])]
+    by_sum = [
+        a
+        for a in recipe.assets
+        if (a.sha256 and a.sha256 == digests["sha256"]) or (a.sha1 and a.sha1 == digests["sha1"])
+    ]
     rest = [a for a in recipe.assets if a not in by_name and a not in by_sum]
-    return list(dict.fromkeys(by_sum + by_name + rest))
+    return list(dict.fromkeys(by_sum + by_name + rest)), {a.name for a in by_sum + by_name}
+
+
+def _wrong_flame_variant(file: Path, asset: Asset) -> str | None:
+    """FLAME 2020, 2023 and 2023-no-jaw look alike inside; their names are the only signal."""
+    wanted = Path(asset.member or asset.path).name
+    given = FLAME_VARIANTS.get(file.name)
+    if asset.kind == "flame-pkl" and given and file.name != wanted:
+        expected = FLAME_VARIANTS.get(wanted, wanted)
+        return f"{file.name} is {given}; this method needs {expected} ({wanted}{' from ' + asset.archive if asset.archive else ''})"
+    return None
 
 
 def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Installed], list[str]]:
@@ -178,9 +206,20 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
             raise InputError(f"{file}: no such file")
         placed = None
         reasons = []
+        candidates, named = _candidates(recipe, file)
         with tempfile.TemporaryDirectory(prefix="envbuilder-asset-") as tmp:
-            for asset in _candidates(recipe, file):
-                source = _member_of(file, asset, Path(tmp)) or file
+            for asset in candidates:
+                member = _member_of(file, asset, Path(tmp))
+                source = member or file
+                wrong = _wrong_flame_variant(source, asset)
+                if wrong:
+                    reasons.insert(0, f"{asset.name}: wrong FLAME version: {wrong}")
+                    continue
+                if asset.kind == "flame-pkl" and asset.name not in named and member is None:
+                    reasons.append(
+                        f"{asset.name}: a FLAME model can only be recognised by its name ({Path(asset.path).name})"
+                    )
+                    continue
                 finding = validate(source, asset)
                 if finding.status != "ok":
                     reasons.append(f"{asset.name}: {finding.status} ({finding.detail})")
@@ -191,7 +230,9 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
                 published = bool(asset.sha256 or asset.sha1)
                 trust = "published" if published else "first-use"
                 if not published:
-                    warnings.append(f"{asset.name}: no published checksum; trusting this file's sha256 {digest[:12]}… from now on")
+                    warnings.append(
+                        f"{asset.name}: no published checksum; trusting this file's sha256 {digest[:12]}… from now on"
+                    )
                 registry.installed[asset.name] = {
                     "sha256": digest,
                     "trust": trust,
@@ -246,7 +287,12 @@ def fetch(recipe: Recipe, root: Path, cache: Path, progress_for: Any = None) -> 
             results.append({"name": asset.name, "result": "already present"})
             continue
         if asset.gated or not asset.url:
-            results.append({"name": asset.name, "result": "skipped: " + ("gated, download by hand" if asset.gated else "no direct URL")})
+            results.append(
+                {
+                    "name": asset.name,
+                    "result": "skipped: " + ("gated, download by hand" if asset.gated else "no direct URL"),
+                }
+            )
             continue
         callback = progress_for(asset) if progress_for else None
         dest = destination(asset, root)
@@ -294,7 +340,10 @@ def stub(recipe: Recipe, root: Path, python: Path) -> tuple[list[str], list[str]
         script = Path(__file__).with_name("stubgen.py")
         proc = subprocess.run([str(python), str(script)], input=request, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise EnvbuilderError(f"writing stand-ins failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", hint=f"{python} needs numpy (and scipy for .mat files)")
+            raise EnvbuilderError(
+                f"writing stand-ins failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+                hint=f"{python} needs numpy (and scipy for .mat files)",
+            )
         for asset in todo:
             registry.stubs[asset.name] = sha(destination(asset, root), "sha256")
             registry.installed.pop(asset.name, None)

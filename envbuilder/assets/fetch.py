@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from envbuilder.assets.inspect import looks_like_html
+from envbuilder.assets.formats import looks_like_html
 from envbuilder.errors import EnvbuilderError
 
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
@@ -74,7 +74,9 @@ def _one_attempt(session: requests.Session, url: str, part: Path, timeout: float
         if response.status_code in RETRYABLE_STATUS:
             raise _Retry(f"HTTP {response.status_code} from {url}")
         if response.status_code >= 400:
-            raise DownloadError(f"HTTP {response.status_code} from {url}", hint="check the URL in the recipe; the file may have moved")
+            raise DownloadError(
+                f"HTTP {response.status_code} from {url}", hint="check the URL in the recipe; the file may have moved"
+            )
         if "text/html" in response.headers.get("Content-Type", "").lower():
             part.unlink(missing_ok=True)
             raise DownloadError(
@@ -102,7 +104,10 @@ def _verify(part: Path, url: str, *, sha256: str | None, sha1: str | None, size:
         head = f.read(4096)
     if looks_like_html(head):
         part.unlink()
-        raise DownloadError(f"{url} sent an HTML page, not the file", hint="download it in a browser and use `envbuilder assets install`")
+        raise DownloadError(
+            f"{url} sent an HTML page, not the file",
+            hint="download it in a browser and use `envbuilder assets install`",
+        )
     actual = part.stat().st_size
     if size is not None and actual != size:
         part.unlink()
@@ -115,4 +120,7 @@ def _verify(part: Path, url: str, *, sha256: str | None, sha1: str | None, size:
                     h.update(block)
             if h.hexdigest() != expected:
                 part.unlink()
-                raise DownloadError(f"{url}: {name} is {h.hexdigest()}, expected {expected}", hint="the file changed upstream or the transfer was corrupted")
+                raise DownloadError(
+                    f"{url}: {name} is {h.hexdigest()}, expected {expected}",
+                    hint="the file changed upstream or the transfer was corrupted",
+                )

@@ -19,8 +19,8 @@ def body_model(vertices, faces, joints, shape_components, pose_components, paren
     return {
         "v_template": rng.standard_normal((vertices, 3)) * 0.1,
         "f": rng.integers(0, vertices, size=(faces, 3)).astype(np.uint32),
-        "shapedirs": rng.standard_normal((vertices, 3, shape_components)) * 1e-3,
-        "posedirs": rng.standard_normal((vertices, 3, pose_components)) * 1e-3,
+        "shapedirs": (rng.standard_normal((vertices, 3, shape_components)) * 1e-3).astype(np.float32),
+        "posedirs": (rng.standard_normal((vertices, 3, pose_components)) * 1e-3).astype(np.float32),
         "J_regressor": rng.random((joints, vertices)) / vertices,
         "weights": weights / weights.sum(axis=1, keepdims=True),
         "kintree_table": np.array([parents, list(range(joints))], dtype=np.int64),
@@ -65,10 +65,10 @@ def write(kind, path):
             path,
             {
                 "shapeMU": rng.standard_normal((n, 1)).astype(np.float32),
-                "shapePC": rng.standard_normal((n, 199)).astype(np.float32) * 1e-3,
+                "shapePC": np.zeros((n, 199), dtype=np.float32),  # zeros: valid, and compresses to nothing
                 "shapeEV": rng.random((199, 1)).astype(np.float32),
                 "texMU": rng.random((n, 1)).astype(np.float32) * 255,
-                "texPC": rng.standard_normal((n, 199)).astype(np.float32) * 1e-3,
+                "texPC": np.zeros((n, 199), dtype=np.float32),
                 "texEV": rng.random((199, 1)).astype(np.float32),
                 "tl": rng.integers(1, n // 3, size=(106466, 3)).astype(np.int32),
                 "segbin": np.zeros((n // 3, 4), dtype=np.uint8),

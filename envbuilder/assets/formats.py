@@ -88,7 +88,19 @@ def load_pickle(data: bytes | IO[bytes]) -> Any:
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         return _SafeUnpickler(stream, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, MemoryError, RecursionError, UnicodeDecodeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+        UnicodeDecodeError,
+    ) as exc:
         raise UnreadableFile(f"not a readable pickle ({type(exc).__name__}: {exc})") from None
 
 
@@ -160,7 +172,9 @@ def load_torch(path_or_bytes: Any) -> Any:
                 pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
                 if not pkls:
                     members = ", ".join(zf.namelist()[:5])
-                    raise UnreadableFile(f"a zip archive, not a torch checkpoint (it holds {members} …): extract the checkpoint from it")
+                    raise UnreadableFile(
+                        f"a zip archive, not a torch checkpoint (it holds {members} …): extract the checkpoint from it"
+                    )
                 return unwrap_ordered_dicts(load_pickle(zf.read(pkls[0])))
         except zipfile.BadZipFile as exc:
             raise UnreadableFile(f"a damaged zip (torch checkpoint): {exc}") from None
@@ -170,7 +184,7 @@ def load_torch(path_or_bytes: Any) -> Any:
         load_pickle(stream)  # protocol version
         load_pickle(stream)  # sys info
         return unwrap_ordered_dicts(load_pickle(stream))
-    return unwrap_ordered_dicts(first)  # a plain pickle saved under a checkpoint's name
+    raise UnreadableFile("a plain pickle, not a torch.save file (torch.load would stop at its magic number)")
 
 
 # --- numpy --------------------------------------------------------------------------------------
@@ -279,7 +293,9 @@ def safetensors_header(data: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise UnreadableFile(f"corrupt safetensors header: {exc}") from None
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    end = max((v["data_offsets"][1] for v in tensors.values() if isinstance(v, dict) and "data_offsets" in v), default=0)
+    end = max(
+        (v["data_offsets"][1] for v in tensors.values() if isinstance(v, dict) and "data_offsets" in v), default=0
+    )
     if 8 + length + end > len(data):
         raise UnreadableFile(f"truncated safetensors: tensors need {8 + length + end} bytes, the file has {len(data)}")
     return {k: {"kind": "tensor", "shape": v.get("shape"), "dtype": v.get("dtype")} for k, v in tensors.items()}

@@ -1,6 +1,6 @@
 """Is a file the asset it claims to be? Generic checks (empty, HTML page, size, checksum) then a
 structural check per kind, built from public loader code (sources in each table's comment).
-No licensed file was needed to write them, and none is executed: see inspect.py.
+No licensed file was needed to write them, and none is executed: see formats.py.
 """
 
 from __future__ import annotations
@@ -10,30 +10,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envbuilder.assets import inspect
-from envbuilder.assets.inspect import Finding, UnreadableFile
+from envbuilder.assets import formats
+from envbuilder.assets.formats import Finding, UnreadableFile
 from envbuilder.spec.model import Asset
 
 # key -> expected shape; None in a shape means "any size along this axis".
 Shape = tuple[int | None, ...]
 
-# FLAME: FLAME_PyTorch flame.py, DECA/EMOCA flame.py, CAP4D cap4d/flame/flame.py (see
-# /work/notes/asset-structures.md in the issue notes): 5023 vertices, 9976 triangles, 5 joints.
+# FLAME (FLAME_PyTorch flame.py, DECA/EMOCA flame.py, CAP4D cap4d/flame/flame.py): 5023 vertices,
+# 9976 triangles, 5 joints (root, neck, jaw, eyes), 300 shape + 100 expression components. FLAME
+# 2020, 2023 and 2023-no-jaw share keys and shapes (no-jaw keeps its jaw joint unused), so only
+# the file's name tells the variants apart: see FLAME_VARIANTS and install().
 FLAME_KEYS: dict[str, Shape] = {
     "v_template": (5023, 3),
     "f": (9976, 3),
     "shapedirs": (5023, 3, None),
     "posedirs": (5023, 3, None),
-    "J_regressor": (None, 5023),
-    "weights": (5023, None),
-    "kintree_table": (2, None),
+    "J_regressor": (5, 5023),
+    "weights": (5023, 5),
+    "kintree_table": (2, 5),
+}
+FLAME_VARIANTS = {
+    "generic_model.pkl": "FLAME 2020",
+    "female_model.pkl": "FLAME 2020 (female)",
+    "male_model.pkl": "FLAME 2020 (male)",
+    "flame2023.pkl": "FLAME 2023 (with jaw)",
+    "flame2023_no_jaw.pkl": "FLAME 2023 without jaw",
+    "flame2023_Open.pkl": "FLAME 2023 Open",
 }
 # SMPL-X: vchoutas/smplx body_models.py (SMPLX): 10475 vertices, 20908 faces, 55 joints.
 SMPLX_KEYS: dict[str, Shape] = {
     "v_template": (10475, 3),
     "f": (20908, 3),
     "shapedirs": (10475, 3, None),
-    "posedirs": (None, None),
+    "posedirs": (10475, 3, None),
     "J_regressor": (55, 10475),
     "weights": (10475, 55),
     "kintree_table": (2, 55),
@@ -47,15 +57,17 @@ SMPL_KEYS: dict[str, Shape] = {
     "weights": (6890, 24),
     "kintree_table": (2, 24),
 }
-# BFM 2009 01_MorphableModel.mat, as AD-NeRF's convert_BFM.py reads it: 53490 vertices x 3 = 160470.
-BFM_VARIABLES: dict[str, Shape] = {
+# BFM 2009 01_MorphableModel.mat (MATLAB 5 format, read by scipy.io.loadmat in AD-NeRF's
+# convert_BFM.py): 53490 vertices x 3 = 160470 rows, 199 principal components; tl is the
+# triangle list (its orientation is not published, so only its presence is checked).
+BFM_VARIABLES: dict[str, Shape | None] = {
     "shapeMU": (160470, 1),
     "shapePC": (160470, 199),
     "shapeEV": (199, 1),
     "texMU": (160470, 1),
     "texPC": (160470, 199),
     "texEV": (199, 1),
-    "tl": (None, 3),
+    "tl": None,
 }
 
 
@@ -73,14 +85,14 @@ def _shape_ok(found: Any, expected: Shape) -> bool:
     return all(e is None or e == f for f, e in zip(found, expected, strict=True))
 
 
-def _check_table(found: dict[str, Any], expected: dict[str, Shape], what: str) -> Finding:
+def _check_table(found: dict[str, Any], expected: dict[str, Shape | None], what: str) -> Finding:
     missing = [k for k in expected if k not in found]
     if missing:
         keys = ", ".join(sorted(found)[:12]) or "none"
         return Finding("wrong-structure", f"not a {what}: missing {', '.join(missing)} (it has {keys})")
     for key, shape in expected.items():
         got = found[key].get("shape") if isinstance(found[key], dict) else None
-        if got is not None and not _shape_ok(got, shape):
+        if shape is not None and got is not None and not _shape_ok(got, shape):
             want = "x".join("*" if s is None else str(s) for s in shape)
             return Finding("wrong-structure", f"{what}: {key} has shape {'x'.join(map(str, got))}, expected {want}")
     return Finding("ok", f"{what}: {', '.join(f'{k} {_fmt(found[k])}' for k in list(expected)[:3])}", {"keys": found})
@@ -95,8 +107,8 @@ def _model_table(path: Path) -> dict[str, Any]:
     """Keys and shapes of a body/face model saved as .npz or as a (chumpy) pickle."""
     data = path.read_bytes()
     if data[:2] == b"PK":
-        return inspect.npz_members(data)
-    described = inspect.describe(inspect.load_pickle(data))
+        return formats.npz_members(data)
+    described = formats.describe(formats.load_pickle(data))
     if not isinstance(described, dict):
         raise UnreadableFile(f"the pickle holds a {type(described).__name__}, not a model dictionary")
     return described
@@ -111,7 +123,9 @@ def _flame(path: Path, asset: Asset) -> Finding:
     joints = table["kintree_table"].get("shape", [0, 0])[1]
     components = table["shapedirs"].get("shape", [0, 0, 0])[2]
     finding.facts.update(joints=joints, shape_components=components, chumpy=chumpy)
-    finding.detail += f"; {joints} joints, {components} shape+expression components" + ("; chumpy arrays: " + ", ".join(chumpy) if chumpy else "")
+    finding.detail += f"; {joints} joints, {components} shape+expression components" + (
+        "; chumpy arrays: " + ", ".join(chumpy) if chumpy else ""
+    )
     return finding
 
 
@@ -124,15 +138,19 @@ def _smpl(path: Path, asset: Asset) -> Finding:
 
 
 def _bfm(path: Path, asset: Asset) -> Finding:
-    return _check_table(inspect.mat_variables(path.read_bytes()), BFM_VARIABLES, "BFM 2009 model")
+    return _check_table(formats.mat_variables(path.read_bytes()), BFM_VARIABLES, "BFM 2009 model")
 
 
 def _torch(path: Path, asset: Asset) -> Finding:
-    obj = inspect.load_torch(path.read_bytes())
-    described = inspect.describe(obj)
+    obj = formats.load_torch(path.read_bytes())
+    described = formats.describe(obj)
     tensors = _count_tensors(described)
     keys = sorted(described)[:8] if isinstance(described, dict) else []
-    return Finding("ok", f"torch checkpoint: {tensors} tensors" + (f"; keys {', '.join(keys)}" if keys else ""), {"tensors": tensors})
+    return Finding(
+        "ok",
+        f"torch checkpoint: {tensors} tensors" + (f"; keys {', '.join(keys)}" if keys else ""),
+        {"tensors": tensors},
+    )
 
 
 def _count_tensors(value: Any) -> int:
@@ -146,26 +164,26 @@ def _count_tensors(value: Any) -> int:
 
 
 def _safetensors(path: Path, asset: Asset) -> Finding:
-    header = inspect.safetensors_header(path.read_bytes())
+    header = formats.safetensors_header(path.read_bytes())
     return Finding("ok", f"safetensors: {len(header)} tensors", {"tensors": len(header)})
 
 
 def _numpy(path: Path, asset: Asset) -> Finding:
     data = path.read_bytes()
     if data[:2] == b"PK":
-        members = inspect.npz_members(data)
+        members = formats.npz_members(data)
         return Finding("ok", f".npz with {', '.join(sorted(members)[:8])}", {"keys": members})
-    if data[:6] == inspect.NPY_MAGIC:
+    if data[:6] == formats.NPY_MAGIC:
         import io
 
-        header = inspect.npy_header(io.BytesIO(data))
+        header = formats.npy_header(io.BytesIO(data))
         return Finding("ok", f".npy array {_fmt(header)}", header)
-    described = inspect.describe(inspect.load_pickle(data))  # np.save of an object array / dict
+    described = formats.describe(formats.load_pickle(data))  # np.save of an object array / dict
     return Finding("ok", "pickled numpy data", {"value": described})
 
 
 def _zip(path: Path, asset: Asset) -> Finding:
-    names = inspect.zip_listing(path.read_bytes())
+    names = formats.zip_listing(path.read_bytes())
     if asset.member and asset.member not in names:
         return Finding("wrong-structure", f"the archive lacks {asset.member} (it holds {', '.join(names[:6])})")
     return Finding("ok", f"zip with {len(names)} members")
@@ -203,15 +221,19 @@ def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> Fin
         return Finding("empty", "0 bytes: the download failed or was interrupted")
     with path.open("rb") as f:
         head = f.read(4096)
-    if looks_html := inspect.looks_like_html(head):
-        return Finding("html-page", "an HTML page saved under the model's name (a login or error page?)", {"html": looks_html})
+    if looks_html := formats.looks_like_html(head):
+        return Finding(
+            "html-page", "an HTML page saved under the model's name (a login or error page?)", {"html": looks_html}
+        )
     if asset.size and size < asset.size:
         return Finding("truncated", f"{size} bytes, expected {asset.size}: an interrupted download")
     for algorithm, expected in (("sha256", asset.sha256), ("sha1", asset.sha1)):
         if expected and sha(path, algorithm) != expected:
             return Finding("checksum-mismatch", f"{algorithm} differs from the published {expected[:12]}…")
     if trusted_sha256 and sha(path, "sha256") != trusted_sha256:
-        return Finding("checksum-mismatch", f"sha256 differs from the one recorded when it was installed ({trusted_sha256[:12]}…)")
+        return Finding(
+            "checksum-mismatch", f"sha256 differs from the one recorded when it was installed ({trusted_sha256[:12]}…)"
+        )
     try:
         return VALIDATORS[asset.kind](path, asset)
     except UnreadableFile as exc:
