@@ -521,6 +521,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     context = _patch_context(args)
     sets = [(".", recipe.patches)] if recipe.patches else []
     for ext in recipe.extensions:
+        if ext.spec.source is not None:
+            continue  # its own repository (pytorch3d, gsplat), not part of the method's clone
         if ext.spec.patches and (ext.when is None or ext.when.evaluate(context.facts) is not False):
             sets.append((ext.path, ext.spec.patches))
     results: list[dict[str, Any]] = []

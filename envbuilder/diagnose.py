@@ -16,7 +16,7 @@ from envbuilder.errors import InputError
 @dataclass(frozen=True)
 class Signature:
     id: str
-    pattern: str  # a regex, matched per line (case-sensitive unless it says (?i))
+    pattern: str | None  # a regex, matched per line (case-sensitive unless it says (?i)); None: never in logs
     cause: str
     fix: str
     command: str | None = None
@@ -269,6 +269,30 @@ CATALOGUE: tuple[Signature, ...] = (
         "seen building gridencoder against a PyPI-assembled CUDA 13.0",
     ),
     Signature(
+        "mmcv-config-moved",
+        r"module 'mmcv' has no attribute 'Config'|No module named 'mmcv'",
+        "the code uses mmcv.Config, which mmcv 2.x moved to mmengine.Config; mmcv 1.x does not build on Python 3.12 with setuptools >= 82.",
+        "read the config with mmengine.Config (the recipe's mmcv-config-mmengine patch).",
+        None,
+        "research/upstream.md §4.2, §5.2",
+    ),
+    Signature(
+        "iteration-window",
+        r"ZeroDivisionError: (float )?division by zero",
+        "hard-coded iteration windows (TalkingGaussian: mouth_select_iter = iterations - 10000) divide by zero for some --iterations.",
+        "use another --iterations (not 10000 for train_face, not 11000 for train_mouth).",
+        None,
+        "research/upstream.md §1.5",
+    ),
+    Signature(
+        "smoke-blocker",
+        None,
+        "upstream code hard-codes a value (an iteration count, a save list) that keeps a short smoke run from finishing.",
+        "the recipe's patch makes the value configurable and keeps the upstream default.",
+        None,
+        "research/upstream.md §1.5, §4.3, §5.4",
+    ),
+    Signature(
         "glibc-cospi",
         r"exception specification is incompatible with that of previous function \"(cospi|sinpi|rsqrt)",
         "glibc >= 2.41 clashes with CUDA 12.8/12.9's math_functions.h.",
@@ -332,6 +356,8 @@ def scan(text: str) -> list[Finding]:
     lines = text.splitlines()
     findings = []
     for sig in CATALOGUE:
+        if sig.pattern is None:
+            continue
         regex = re.compile(sig.pattern)
         for number, line in enumerate(lines, 1):
             if regex.search(line):

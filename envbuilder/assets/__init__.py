@@ -53,6 +53,7 @@ class AssetStatus:
             "size": a.size,
             "sha256": a.sha256,
             "sha1": a.sha1,
+            "git_blob": a.git_blob,
             "license": a.license,
             "needed_by": list(a.needed_by),
             "trust": self.trust,
@@ -227,7 +228,7 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
                 dest = destination(asset, root)
                 _copy_atomic(source, dest)
                 digest = sha(dest, "sha256")
-                published = bool(asset.sha256 or asset.sha1)
+                published = bool(asset.sha256 or asset.sha1 or asset.git_blob)
                 trust = "published" if published else "first-use"
                 if not published:
                     warnings.append(

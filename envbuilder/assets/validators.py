@@ -79,6 +79,15 @@ def sha(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
+def git_blob(path: Path) -> str:
+    """What `git hash-object` prints: sha1 over "blob <size>\\0" and the bytes."""
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _shape_ok(found: Any, expected: Shape) -> bool:
     if not isinstance(found, list) or len(found) != len(expected):
         return False
@@ -230,6 +239,8 @@ def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> Fin
     for algorithm, expected in (("sha256", asset.sha256), ("sha1", asset.sha1)):
         if expected and sha(path, algorithm) != expected:
             return Finding("checksum-mismatch", f"{algorithm} differs from the published {expected[:12]}…")
+    if asset.git_blob and git_blob(path) != asset.git_blob:
+        return Finding("checksum-mismatch", f"git blob hash differs from upstream's {asset.git_blob[:12]}…")
     if trusted_sha256 and sha(path, "sha256") != trusted_sha256:
         return Finding(
             "checksum-mismatch", f"sha256 differs from the one recorded when it was installed ({trusted_sha256[:12]}…)"

@@ -530,6 +530,7 @@ def _assets(node: Node) -> tuple[Asset, ...]:
                 "member",
                 "sha256",
                 "sha1",
+                "git_blob",
                 "size",
                 "needed_by",
                 "variant",
@@ -570,6 +571,9 @@ def _assets(node: Node) -> tuple[Asset, ...]:
                 member=f["member"].string() if "member" in f else None,
                 sha256=f["sha256"].string(pattern=SHA256_RE, expected="64 hex digits") if "sha256" in f else None,
                 sha1=f["sha1"].string(pattern=SHA1_RE, expected="40 hex digits") if "sha1" in f else None,
+                git_blob=f["git_blob"].string(pattern=SHA1_RE, expected="40 hex digits (git hash-object)")
+                if "git_blob" in f
+                else None,
                 size=f["size"].integer(minimum=1) if "size" in f else None,
                 needed_by=f["needed_by"].strings() if "needed_by" in f else (),
                 variant=f["variant"].string() if "variant" in f else None,

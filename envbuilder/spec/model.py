@@ -184,6 +184,7 @@ class Asset:
     member: str | None = None  # the asset's path inside that archive
     sha256: str | None = None
     sha1: str | None = None
+    git_blob: str | None = None  # `git hash-object` of the file, where it is only known from a git tree
     size: int | None = None  # bytes, where published
     needed_by: tuple[str, ...] = ()  # smoke steps (or "preprocess") that cannot run without it
     variant: str | None = None  # e.g. FLAME 2023-no-jaw; checked by the validator
