@@ -6,7 +6,7 @@ No licensed file was needed to write them, and none is executed: see formats.py.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ def sha(path: Path, algorithm: str) -> str:
 
 def git_blob(path: Path) -> str:
     """What `git hash-object` prints: sha1 over "blob <size>\\0" and the bytes."""
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)  # git's own object id
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -94,7 +94,7 @@ def _shape_ok(found: Any, expected: Shape) -> bool:
     return all(e is None or e == f for f, e in zip(found, expected, strict=True))
 
 
-def _check_table(found: dict[str, Any], expected: dict[str, Shape | None], what: str) -> Finding:
+def _check_table(found: dict[str, Any], expected: Mapping[str, Shape | None], what: str) -> Finding:
     missing = [k for k in expected if k not in found]
     if missing:
         keys = ", ".join(sorted(found)[:12]) or "none"
