@@ -206,7 +206,7 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
         if not file.is_file():
             raise InputError(f"{file}: no such file")
         placed = None
-        reasons = []
+        reasons: list[str] = []
         candidates, named = _candidates(recipe, file)
         with tempfile.TemporaryDirectory(prefix="envbuilder-asset-") as tmp:
             for asset in candidates:
