@@ -242,7 +242,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _make_plan(args: argparse.Namespace, plan_only: bool = False):  # type: ignore[no-untyped-def]
     import dataclasses
 
     from packaging.version import Version
@@ -281,6 +281,7 @@ def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         system_site_packages=args.system_site_packages,
         installer=args.installer,
         source_digest=digest,
+        plan_only=plan_only,
     )
     return make_plan(recipe, host, options), host
 
@@ -288,7 +289,7 @@ def _make_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_plan(args: argparse.Namespace) -> int:
     from envbuilder import report
 
-    plan, _ = _make_plan(args)
+    plan, _ = _make_plan(args, plan_only=True)
     if args.json:
         report.print_json(plan.to_json())
     else:

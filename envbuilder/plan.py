@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class Options:
     system_site_packages: bool = False
     installer: str = "auto"  # auto | uv | pip
     source_digest: str | None = None  # content hash of a path source, computed by the caller
+    plan_only: bool = False  # `plan` may name a --cuda this machine lacks (with a warning); `build` may not
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def choose_toolkit(
     recipe: Recipe, archs: tuple[Arch, ...], options: Options, host: HostFacts, prov: dict[str, str]
 ) -> tuple[Toolkit, TorchVariant]:
     found = ", ".join(f"{t.version} ({t.root})" for t in host.toolkits) or "none"
-    if not host.toolkits:
+    if not host.toolkits and not (options.plan_only and options.cuda):
         raise ToolNotFound(
             "no CUDA toolkit found (looked at $CUDA_HOME, nvcc on PATH, /usr/local/cuda*, /opt/cuda*)",
             hint="install CUDA >= 12.8 (13.0 recommended for Blackwell) or set CUDA_HOME to one",
@@ -171,6 +173,15 @@ def choose_toolkit(
             except (InvalidVersion, ValueError):
                 raise InputError(f"--cuda {wanted!r} is not a CUDA version", hint="e.g. --cuda 12.8") from None
             candidates = [t for t in host.toolkits if spec.contains(t.version, prereleases=True)]
+        if not candidates and options.plan_only and re.fullmatch(r"\d+\.\d+", wanted):
+            candidates = [
+                Toolkit(
+                    root=Path(f"/usr/local/cuda-{wanted}"),
+                    version=Version(f"{wanted}.0"),
+                    found_by="--cuda (not installed here: planned as if at its default place)",
+                )
+            ]
+            prov["cuda"] = f"--cuda {wanted}, not installed on this machine"
         if not candidates:
             raise InputError(
                 f"no CUDA {wanted} toolkit on this machine (found: {found})",
@@ -312,6 +323,11 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
     warnings: list[str] = []
     archs = choose_archs(options, host, prov)
     toolkit, variant = choose_toolkit(recipe, archs, options, host, prov)
+    if "not installed" in toolkit.found_by:
+        warnings.append(
+            f"CUDA {toolkit.release} is not installed here: this plan assumes it at {toolkit.root}; "
+            f"`build` needs it (install it, or point CUDA_HOME at it)"
+        )
     torch_spec = _torch_constraint(variant, archs)
     compiler = choose_compiler(toolkit, host, prov)
     interpreter = choose_interpreter(recipe, options, host, prov)

@@ -626,8 +626,25 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
         )
     files = []
     for item in f["files"].items() if "files" in f else []:
-        g = item.fields(required=("path", "text"))
-        files.append(SmokeFile(path=_relative_or_home(g["path"]), text=g["text"].string()))
+        g = item.fields(required=("path",), optional=("text", "copy_of", "replace"))
+        if ("text" in g) == ("copy_of" in g):
+            raise item.error("give either 'text' (the whole file) or 'copy_of' (a file of the tree to copy)")
+        pairs = []
+        for pair in g["replace"].items() if "replace" in g else []:
+            old_new = pair.items()
+            if len(old_new) != 2:
+                raise pair.error("expected [old, new]")
+            pairs.append(
+                (old_new[0].string(), old_new[1].value if isinstance(old_new[1].value, str) else old_new[1].string())
+            )
+        files.append(
+            SmokeFile(
+                path=_relative_or_home(g["path"]),
+                text=g["text"].string() if "text" in g else None,
+                copy_of=_relative_or_home(g["copy_of"]) if "copy_of" in g else None,
+                replace=tuple(pairs),
+            )
+        )
     return Smoke(
         data=f["data"].string(pattern=NAME_RE, expected="a data generator name") if "data" in f else None,
         steps=tuple(steps),

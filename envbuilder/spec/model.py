@@ -204,10 +204,13 @@ class SmokeStep:
 
 @dataclass(frozen=True, kw_only=True)
 class SmokeFile:
-    """A small file written into the source tree before the smoke run (e.g. a short config)."""
+    """A file written into the source tree before the smoke run (e.g. a short config): either our
+    own text, or a copy of a file of the tree with exact replacements (each must match once)."""
 
     path: str
-    text: str
+    text: str | None = None
+    copy_of: str | None = None
+    replace: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
