@@ -202,11 +202,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         "summary": recipe.summary,
         "file": str(recipe.file),
         "license": recipe.license,
+        "notes": recipe.notes,
         "source": source,
         "python": str(recipe.python),
         "torch": [v.to_json() for v in recipe.torch],
         "requirements": [
-            {"req": r.text, "when": str(r.when) if r.when else None, "why": r.why} for r in recipe.requirements
+            {
+                "req": r.text,
+                "when": str(r.when) if r.when else None,
+                "why": r.why,
+                "no_build_isolation": r.no_build_isolation,
+            }
+            for r in recipe.requirements
         ],
         "extensions": [
             {
@@ -214,11 +221,23 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "path": e.path,
                 "import": e.spec.import_name,
                 "summary": e.spec.summary,
+                "source": e.spec.source.to_json() if e.spec.source else None,
+                "patches": [p.name for p in e.spec.patches],
                 "when": str(e.when) if e.when else None,
             }
             for e in recipe.extensions
         ],
-        "patches": list(recipe.patches),
+        "patches": [
+            {"name": p.name, "files": list(p.targets), "when": str(p.condition) if p.condition else None}
+            for p in recipe.patches
+        ],
+        "assets": [
+            {"name": a.name, "path": a.path, "kind": a.kind, "gated": a.gated, "source": a.source}
+            for a in recipe.assets
+        ],
+        "smoke": [{"name": st.name, "run": list(st.run), "needs": list(st.needs)} for st in recipe.smoke.steps]
+        if recipe.smoke
+        else [],
         "env": dict(recipe.env),
     }
     if args.json:
@@ -237,7 +256,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("requires", r.text + (f"  when {r.when}" if r.when else "") + (f"  # {r.why}" if r.why else ""))
         for r in recipe.requirements
     ]
-    rows += [("extension", f"{e.name} at {e.path} (import {e.spec.import_name})") for e in recipe.extensions]
+    for e in recipe.extensions:
+        where = f"from {e.spec.source.url} @ {e.spec.source.commit[:12]}" if e.spec.source else f"at {e.path}"
+        fixes = f" (patches: {', '.join(p.name for p in e.spec.patches)})" if e.spec.patches else ""
+        rows.append(("extension", f"{e.name} {where}, import {e.spec.import_name}{fixes}"))
+    for p in recipe.patches:
+        rows.append(("patch", f"{p.name} on {', '.join(p.targets)}" + (f" when {p.condition}" if p.condition else "")))
+    for a in recipe.assets:
+        rows.append(("asset", f"{a.name}: {a.path} ({'gated: ' + (a.register or '') if a.gated else 'free'})"))
+    for st in recipe.smoke.steps if recipe.smoke else ():
+        rows.append(("smoke", f"{st.name}: {' '.join(st.run)}"))
+    if recipe.notes:
+        rows.append(("notes", recipe.notes))
     report.kv_table(f"envbuilder show {recipe.name}", rows)
     return EXIT_OK
 

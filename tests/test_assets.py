@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from conftest import run_cli
 
 from envbuilder import assets
 from envbuilder.assets import formats, validators
 from envbuilder.assets.fetch import DownloadError, download
 from envbuilder.errors import EnvbuilderError
 from envbuilder.spec.catalog import Catalog
+
+from conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 RECIPE = Catalog.default([FIXTURES]).recipe("fixture-assets")

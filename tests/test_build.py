@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from helpers import fatbin_container, fatbin_entry, make_elf
 
 from envbuilder import fatbin
+
+from conftest import run_cli
+from helpers import fatbin_container, fatbin_entry, make_elf
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from conftest import run_cli
 from helpers import fatbin_container, fatbin_entry, make_elf
 

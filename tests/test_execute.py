@@ -9,13 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import host
 
 from envbuilder.context import Context
 from envbuilder.errors import CommandFailed, EnvLocked, InputError, StepFailed
 from envbuilder.execute import EnvLock, execute
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
+
+from helpers import host
 
 CANARY = Catalog.default().recipe("canary")
 

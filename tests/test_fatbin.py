@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import FLAG_64BIT_LINUX, fatbin_container, fatbin_entry, make_elf
 
 from envbuilder import fatbin
 from envbuilder.errors import InputError
+
+from helpers import FLAG_64BIT_LINUX, fatbin_container, fatbin_entry, make_elf
 
 ROOT = Path(__file__).resolve().parent.parent
 

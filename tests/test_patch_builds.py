@@ -11,9 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from envbuilder import fatbin, patching
+
+from conftest import run_cli
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 FIXTURES = Path(__file__).parent / "fixtures" / "data"

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from packaging.version import Version
 
 from envbuilder import patching
@@ -18,6 +17,8 @@ from envbuilder.patching import PatchContext, PatchError
 from envbuilder.spec.catalog import Catalog, DataRoot
 from envbuilder.spec.conditions import parse_condition
 from envbuilder.spec.model import PatchUse
+
+from conftest import run_cli
 
 GCC13 = PatchContext(
     facts={

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import host, toolkit
 
 from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
+
+from helpers import host, toolkit
 
 CANARY = Catalog.default().recipe("canary")
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import git, host, make_repo, write_recipe
 
 from envbuilder.cache import tree_digest
 from envbuilder.context import Context, Layout
@@ -15,6 +14,8 @@ from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
 from envbuilder.steps import sources
+
+from helpers import git, host, make_repo, write_recipe
 
 
 def build_repos(base: Path, *, relative: bool = False) -> dict[str, str]:

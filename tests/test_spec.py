@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import write_recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
@@ -16,6 +15,8 @@ from envbuilder.errors import SpecError
 from envbuilder.spec import yamlfile
 from envbuilder.spec.catalog import Catalog, DataRoot
 from envbuilder.spec.conditions import parse_condition
+
+from helpers import write_recipe
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
