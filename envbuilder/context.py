@@ -65,6 +65,11 @@ class Layout:
     def manifest(self) -> Path:
         return self.prefix / MANIFEST_NAME
 
+    @property
+    def child(self) -> Path:
+        """The running child's session, kept so a killed build's compilers can be stopped."""
+        return self.meta / "child.json"
+
 
 @dataclass
 class Context:
@@ -111,6 +116,7 @@ class Context:
             cwd=cwd,
             on_line=self.on_line,
             timeout=timeout,
+            track=self.layout.child,
         )
 
     def capture(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from envbuilder import diagnose
+from envbuilder import diagnose, proc
 from envbuilder.context import Context, Data, Layout
 from envbuilder.errors import EnvbuilderError, EnvLocked, InputError, StepFailed
 from envbuilder.host import HostFacts
@@ -27,6 +27,10 @@ from envbuilder.plan import VOLATILE, Plan, PlannedStep
 from envbuilder.steps import STEPS, StepFunction
 
 STATE_VERSION = 1
+
+# step -> the step whose cut-off run makes it untrustworthy: pip/uv killed mid-install can leave
+# a package's metadata without all of its files, which "already satisfied" would then accept.
+DISTRUST_AFTER_CUT = {"venv": "wheels"}
 
 
 class Reporter(Protocol):
@@ -96,6 +100,10 @@ class State:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+
+    def was_cut_off(self, name: str) -> bool:
+        """The step was running when envbuilder died (kill -9) or was interrupted."""
+        return self.steps.get(name, {}).get("status") in ("running", "interrupted")
 
     def is_done(self, step: PlannedStep) -> bool:
         record = self.steps.get(step.name)
@@ -178,13 +186,20 @@ def execute(
     steps = steps or STEPS
     layout = Layout(plan.prefix)
     check_prefix(layout)
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.meta.mkdir(parents=True, exist_ok=True)
     result = BuildResult(prefix=plan.prefix, manifest=layout.manifest)
     with EnvLock(layout.lock_file):
+        layout.logs.mkdir(exist_ok=True)
+        reaped = proc.reap(layout.child)  # compilers a killed build left running
         state = State(layout.state_file)
+        if reaped:
+            reporter.step_note(f"stopped {len(reaped)} processes left by an interrupted build")
         ctx = Context(plan=plan, host=host, layout=layout, log=layout.logs / "build.log", outputs=result.outputs)
         ctx.on_line, ctx.on_note = reporter.step_line, reporter.step_note
         rerun: set[str] = set()
+        # Package installs cut off half-way can leave files without metadata or the reverse:
+        # rebuild the venv rather than trust it (venv and torch are reinstalled, from caches).
+        distrust = {step for step, producer in DISTRUST_AFTER_CUT.items() if state.was_cut_off(producer)}
         total = len(plan.steps)
         for index, step in enumerate(plan.steps, 1):
             log = layout.logs / f"{index:02d}-{step.name}.log"
@@ -192,6 +207,7 @@ def execute(
             if (
                 state.is_done(step)
                 and step.name not in VOLATILE
+                and step.name not in distrust
                 and not rerun.intersection(step.depends)
                 and still_valid(step.name, layout, record.get("outputs", {}))
             ):
@@ -206,7 +222,7 @@ def execute(
                 layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
             if step.name not in VOLATILE or not unchanged_check:
                 rerun.add(step.name)
-            state.steps.pop(step.name, None)
+            state.record(step, "running", 0.0)  # replaced by the outcome; left as is by a kill -9
             state.save()
             log.write_text(f"# envbuilder step {step.name} (key {step.key})\n# {step.summary}\n")
             ctx.log = log

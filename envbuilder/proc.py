@@ -7,6 +7,7 @@ child process group before re-raising.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -86,10 +87,13 @@ def run(
     cwd: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    track: Path | None = None,
 ) -> None:
     """Run a long command, appending its merged stdout/stderr to `log`.
 
-    Raises CommandFailed with the output's tail on a non-zero exit or on timeout.
+    The child leads a session of its own; `track` records it so that a later envbuilder can stop
+    whatever is left of it if this process is killed (reap). Raises CommandFailed with the
+    output's tail on a non-zero exit or on timeout.
     """
     argv = [str(a) for a in argv]
     exe = which(argv[0], (env or os.environ).get("PATH"))
@@ -116,6 +120,8 @@ def run(
             )
         except OSError as exc:
             raise ToolNotFound(f"cannot run {quote(argv)}: {exc.strerror}") from None
+        if track is not None:
+            track.write_text(json.dumps({"session": child.pid, "start": _start_time(child.pid)}))
         timed_out = threading.Event()
 
         def on_timeout() -> None:
@@ -145,6 +151,8 @@ def run(
             if child.stdout and not child.stdout.closed:
                 child.stdout.close()
         out.write(f"# exit {child.returncode} after {time.monotonic() - started:.1f} s\n")
+        if track is not None:
+            track.unlink(missing_ok=True)
     if timed_out.is_set():
         raise CommandFailed(
             f"timed out after {timeout:.0f} s: {quote(argv)}", argv=argv, returncode=-1, log=log, tail="\n".join(tail)
@@ -157,6 +165,52 @@ def run(
             log=log,
             tail="\n".join(tail),
         )
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (which may hold spaces and parens)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None  # field 22 of stat: start time in clock ticks
+
+
+def reap(track: Path) -> list[int]:
+    """Kill what is left of a session recorded by run() for a process that died (kill -9):
+    every process of that session that started no earlier than its leader. Returns their pids."""
+    try:
+        record = json.loads(track.read_text())
+        session, start = int(record["session"]), int(record["start"] or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        track.unlink(missing_ok=True)
+        return []
+    victims = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields and int(fields[3]) == session and int(fields[19]) >= start:
+            victims.append(int(entry.name))
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 10
+    while (
+        victims
+        and time.monotonic() < deadline
+        and any(Path(f"/proc/{p}").exists() and (_stat(p) or ["Z"])[0] != "Z" for p in victims)
+    ):
+        time.sleep(0.05)
+    track.unlink(missing_ok=True)
+    return victims
 
 
 def _stop(child: subprocess.Popen[str]) -> None:

@@ -109,12 +109,25 @@ def test_failure_is_recorded_and_resumed(tmp_path):
 
 def test_interrupt_leaves_step_undone(tmp_path):
     rec = Recorder()
-    rec.fail["wheels"] = KeyboardInterrupt()
+    rec.fail["extensions"] = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["wheels", "patches", "extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
+
+
+def test_a_package_install_cut_off_rebuilds_the_venv(tmp_path):
+    """kill -9 during `wheels` leaves its record at "running": the venv is not trusted."""
+    rec = Recorder()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    state_file = tmp_path / "env/.envbuilder/state.json"
+    state = json.loads(state_file.read_text())
+    state["steps"]["wheels"]["status"] = "running"
+    state_file.write_text(json.dumps(state))
+    rec.calls.clear()
+    execute(plan(tmp_path / "env"), host(), steps=rec.steps())
+    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
 
 
 def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):

@@ -14,9 +14,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from envbuilder import installer
+from envbuilder import cache, installer
 from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.paths import cache_dir
 from envbuilder.steps.sources import extension_dir
 
 
@@ -31,6 +32,7 @@ def run(ctx: Context, inputs: Data) -> Data:
             f"the toolkit lacks the CUDA math-library headers; using torch's nvidia wheels: {', '.join(extra_includes)}"
         )
     built = []
+    store = cache.WheelCache(cache_dir() / "wheels")
     uses = {e.name: e for e in ctx.plan.extensions}
     for ext in inputs["extensions"]:
         use = uses[ext["name"]]
@@ -38,18 +40,24 @@ def run(ctx: Context, inputs: Data) -> Data:
         if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
             raise InputError(f"extension {ext['name']}: no setup.py or pyproject.toml in {source}")
         shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
-        ctx.note(f"compiling {ext['name']} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
+        build_env = {**env, **dict(use.spec.build_env)}
+        key_inputs = _key_inputs(ctx, ext["name"], use.spec.sha256, source, build_env)
+        key = cache.wheel_key(key_inputs)
         started = time.monotonic()
-        with (
-            tempfile.TemporaryDirectory(prefix=f"envbuilder-{ext['name']}-") as out,
-            _arch_free_path(source) as build_from,
-        ):
-            tool.build_wheel(build_from, Path(out), {**env, **dict(use.spec.build_env)})
-            wheels = sorted(Path(out).glob("*.whl"))
-            if len(wheels) != 1:
-                raise EnvbuilderError(f"extension {ext['name']}: expected one wheel, the build made {len(wheels)}")
-            wheel = ctx.layout.wheels / wheels[0].name
-            shutil.move(str(wheels[0]), wheel)
+        cached, why = store.lookup(key, ctx.plan.archs)
+        if cached is not None:
+            wheel = ctx.layout.wheels / cached.name
+            shutil.copyfile(cached, wheel)
+            cache_status = "hit"
+            ctx.note(f"{ext['name']}: cached wheel {cached.name} (key {key[:12]}), no compile")
+        else:
+            if why != "not cached":
+                ctx.note(f"{ext['name']}: {why}")
+            ctx.note(f"compiling {ext['name']} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
+            wheel = _build(ctx, tool, ext["name"], source, build_env)
+            cache_status = store.store(key, wheel, key_inputs, ctx.plan.archs)
+            if cache_status not in ("cached", "already cached"):
+                ctx.note(f"warning: {ext['name']}: {cache_status}")
         seconds = round(time.monotonic() - started, 1)
         tool.install([str(wheel)], options=["--no-deps", "--force-reinstall"])
         with zipfile.ZipFile(wheel) as zf:
@@ -62,10 +70,56 @@ def run(ctx: Context, inputs: Data) -> Data:
                 "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
                 "so_files": so_files,
                 "build_seconds": seconds,
+                "cache_key": key,
+                "cache": cache_status,
             }
         )
-        ctx.note(f"built {wheel.name} in {seconds:.0f} s")
+        if cache_status != "hit":
+            ctx.note(f"built {wheel.name} in {seconds:.0f} s")
     return {"extensions": built, "cpath": extra_includes}
+
+
+def _key_inputs(ctx: Context, name: str, spec_sha256: str, source: Path, build_env: dict[str, str]) -> Data:
+    """Everything that changes the bytes of a built extension (MAX_JOBS does not)."""
+    toolchain = ctx.outputs["toolchain"]
+    torch = ctx.outputs["wheels"]["torch"]
+    relevant = {k: v for k, v in build_env.items() if k in _KEY_ENV or k in dict(ctx.plan.recipe.env)}
+    return {
+        "extension": name,
+        "spec": spec_sha256,
+        "source": cache.tree_digest(source),
+        "archs": build_env["TORCH_CUDA_ARCH_LIST"],
+        "torch": [torch["version"], torch["cuda"]],
+        "python": toolchain["python"]["abi"],
+        "nvcc": toolchain["nvcc"],
+        "gcc": toolchain["gcc"],
+        "env": relevant,
+    }
+
+
+# Build variables that change what is compiled (paths to the toolkit are covered by the nvcc version).
+_KEY_ENV = {
+    "TORCH_CUDA_ARCH_LIST",
+    "CC",
+    "CXX",
+    "NVCC_PREPEND_FLAGS",
+    "NVCC_APPEND_FLAGS",
+    "CPATH",
+    "FORCE_CUDA",
+    "IGNORE_TORCH_VER",
+    "BUILD_NO_CUDA",
+}
+
+
+def _build(ctx: Context, tool: installer.Installer, name: str, source: Path, env: dict[str, str]) -> Path:
+    with tempfile.TemporaryDirectory(prefix=f"envbuilder-{name}-") as out, _arch_free_path(source) as build_from:
+        tool.build_wheel(build_from, Path(out), env)
+        wheels = sorted(Path(out).glob("*.whl"))
+        if len(wheels) != 1:
+            raise EnvbuilderError(f"extension {name}: expected one wheel, the build made {len(wheels)}")
+        wheel = ctx.layout.wheels / wheels[0].name
+        shutil.move(str(wheels[0]), wheel)
+    return wheel
 
 
 def _wheel_cuda_includes(ctx: Context) -> list[str]:
