@@ -124,6 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipes_option(p)
     p.set_defaults(func=cmd_assets)
 
+    p = sub.add_parser("toolkit", help="list CUDA toolkits, or install a CUDA 13.x toolkit from PyPI wheels")
+    p.add_argument("action", choices=("list", "install"))
+    p.add_argument("release", nargs="?", help="with install: the CUDA release, e.g. 13.0 or 13.2")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_toolkit)
+
+    p = sub.add_parser("matrix", help="recipes x CUDA x Python, for your own CI")
+    p.add_argument("recipes_named", nargs="*", metavar="RECIPE", help="default: every recipe")
+    p.add_argument("--arch", default="12.0", help="arch list every row builds for (default 12.0)")
+    p.add_argument("--cuda", action="append", help="only these CUDA releases (repeatable)")
+    p.add_argument("--python", action="append", help="only these Pythons (repeatable)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="github: a matrix=… line for $GITHUB_OUTPUT",
+    )
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_matrix)
+
     p = sub.add_parser("inspect", help="which SASS and PTX archs a binary holds")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--arch", help="also check that each binary can run on these archs (exit 1 if not)")
@@ -632,6 +652,75 @@ def _scan(args: argparse.Namespace) -> int:
     report.out.print("\nproposed patches (for the recipe's or extension's patches: list):")
     for name, files in proposals.items():
         report.out.print(f"  - {{use: {name}, files: [{', '.join(files)}]}}", markup=False)
+    return EXIT_OK
+
+
+def cmd_toolkit(args: argparse.Namespace) -> int:
+    from envbuilder import report
+    from envbuilder.host import discover
+    from envbuilder.host.provision import check_release, install, toolkits_dir
+
+    if args.action == "install":
+        if not args.release:
+            raise InputError("toolkit install: name a CUDA release", hint="envbuilder toolkit install 13.0")
+        check_release(args.release)
+        log = toolkits_dir() / f"install-{args.release}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if not args.json:
+            report.err.print(f"installing CUDA {args.release} from PyPI wheels (log: {log}) …")
+        root, version, new = install(args.release, log)
+        if args.json:
+            report.print_json({"cuda_home": str(root), "nvcc": str(version), "installed": new})
+        else:
+            report.out.print(
+                f"{'installed' if new else 'already installed'}: CUDA {version} at {root}  (use: --cuda {args.release})"
+            )
+        return EXIT_OK
+    host = discover(gpus=False)
+    if args.json:
+        report.print_json([t.to_json() for t in host.toolkits])
+    else:
+        report.table(
+            "CUDA toolkits",
+            ["version", "CUDA_HOME", "found by", "archs", "problems"],
+            [
+                [
+                    str(t.version),
+                    str(t.root),
+                    t.found_by,
+                    " ".join(f"sm_{c}" for c in t.sm_codes),
+                    "; ".join(t.problems) or "-",
+                ]
+                for t in host.toolkits
+            ]
+            or [["-", "-", "-", "-", "no CUDA toolkit found: install one, or `envbuilder toolkit install 13.0`"]],
+        )
+    return EXIT_OK
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    import json
+
+    from envbuilder import matrix, report
+    from envbuilder.host.compat import parse_arch_list, torch_arch_list
+
+    catalog = _catalog(args)
+    names = args.recipes_named or [n for n in sorted(catalog.recipe_files()) if n != "canary"] + ["canary"]
+    arch = torch_arch_list(parse_arch_list(args.arch))
+    rows = matrix.rows([catalog.recipe(n) for n in names], arch, args.cuda, args.python)
+    if args.format == "github":
+        sys.stdout.write(f"{args.name}=" + json.dumps({"include": rows}, separators=(",", ":")) + "\n")
+    elif args.format == "json":
+        report.print_json(rows)
+    else:
+        report.table(
+            None,
+            ["recipe", "cuda", "torch", "python", "arch", "toolkit"],
+            [
+                [r["recipe"], r["cuda"], r["torch"], r["python"], r["arch"], r["image"] or "envbuilder toolkit install"]
+                for r in rows
+            ],
+        )
     return EXIT_OK
 
 

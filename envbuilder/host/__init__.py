@@ -64,9 +64,11 @@ def _glibc() -> str | None:
 
 def discover(*, gpus: bool = True, extra_toolkits: list[tuple[Path, str]] | None = None) -> HostFacts:
     """Look at this machine. gpus=False skips nvidia-smi (plans that name --arch don't need it)."""
+    from envbuilder.host.provision import provisioned_roots
+
     gpu_list, gpu_note = find_gpus() if gpus else ([], "not queried")
     return HostFacts(
-        toolkits=tuple(find_toolkits(extra_toolkits)),
+        toolkits=tuple(find_toolkits([*(extra_toolkits or []), *provisioned_roots()])),
         compilers=tuple(find_compilers()),
         interpreters=tuple(find_interpreters()),
         gpus=tuple(gpu_list),
