@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("text", "json", "github"),
         default="text",
-        help="github: a matrix=… line for $GITHUB_OUTPUT",
+        help="github: a NAME=… line for $GITHUB_OUTPUT",
     )
+    p.add_argument("--name", default="matrix", help="with --format github: the output's name (default matrix)")
     _add_recipes_option(p)
     p.set_defaults(func=cmd_matrix)
 
