@@ -168,6 +168,21 @@ class Node:
         except ValueError as exc:
             raise self.error(str(exc)) from None
 
+    def number(self) -> float:
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            raise self.error(f"expected a number, got {_kind(self.value)}")
+        return float(self.value)
+
+    def regex(self) -> str:
+        text = self.string(expected="a regular expression")
+        try:
+            groups = re.compile(text).groups
+        except re.error as exc:
+            raise self.error(f"not a valid regex: {exc}") from None
+        if groups != 1:
+            raise self.error(f"{text!r} must have exactly one group (the value)")
+        return text
+
     def header(self) -> str:
         """A header name, written cstdint or <cstdint>; returned without the brackets."""
         return self.string(pattern=HEADER_RE, expected="a header name such as cstdint").strip("<>")
@@ -310,6 +325,16 @@ def load_patch(path: Path) -> PatchSpec:
     )
 
 
+def _probe(node: Node) -> str:
+    from envbuilder.paths import probes_dir
+
+    name = node.string(pattern=NAME_RE, expected="a probe name")
+    if not (probes_dir() / f"{name}.py").is_file():
+        known = ", ".join(sorted(p.stem for p in probes_dir().glob("*.py") if p.stem != "images"))
+        raise node.error(f"no probe {name!r}", hint=f"probes: {known}")
+    return name
+
+
 def _patch_uses(node: Node, find_patch: FindPatch) -> tuple[PatchUse, ...]:
     uses = []
     for item in node.items():
@@ -346,7 +371,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
         build_requires=tuple(n.requirement() for n in f["build_requires"].items())
         if "build_requires" in f
         else ExtensionSpec.build_requires,
-        probe=f["probe"].string(pattern=NAME_RE, expected="a probe name") if "probe" in f else None,
+        probe=_probe(f["probe"]) if "probe" in f else None,
         patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
         license=f["license"].string() if "license" in f else None,
         source=_git_source(f["source"]) if "source" in f else None,
@@ -597,7 +622,10 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
     f = node.fields(required=("steps",), optional=("data", "files", "note"))
     steps = []
     for item in f["steps"].items():
-        g = item.fields(required=("name", "run"), optional=("cwd", "env", "timeout", "needs", "outputs"))
+        g = item.fields(
+            required=("name", "run"),
+            optional=("cwd", "env", "timeout", "needs", "outputs", "images", "ground_truth", "psnr_floor", "loss"),
+        )
         run = tuple(
             _check_placeholders(n, n.string(expected="an argument (argv lists only, no shell strings)"))
             for n in g["run"].items()
@@ -622,6 +650,10 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
                 outputs=tuple(_check_placeholders(n, n.string()) for n in g["outputs"].items())
                 if "outputs" in g
                 else (),
+                images=_check_placeholders(g["images"], g["images"].string()) if "images" in g else None,
+                ground_truth=_check_placeholders(g["ground_truth"], g["ground_truth"].string()) if "ground_truth" in g else None,
+                psnr_floor=g["psnr_floor"].number() if "psnr_floor" in g else None,
+                loss=g["loss"].regex() if "loss" in g else None,
             )
         )
     files = []

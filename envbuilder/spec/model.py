@@ -200,6 +200,10 @@ class SmokeStep:
     timeout: int = 900
     needs: tuple[str, ...] = ()  # asset names
     outputs: tuple[str, ...] = ()  # globs (relative to cwd, placeholders allowed) that must exist after
+    images: str | None = None  # a folder of rendered PNGs: not constant, no NaN
+    ground_truth: str | None = None  # the matching ground-truth PNGs, for PSNR
+    psnr_floor: float | None = None  # PSNR the renders must reach (and beat blank frames)
+    loss: str | None = None  # regex with one group: the loss in the step's log, which must fall
 
 
 @dataclass(frozen=True, kw_only=True)
