@@ -49,6 +49,12 @@ def _add_plan_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="venv/installer backend (default: uv if on PATH)",
     )
+    p.add_argument("--no-smoke", action="store_true", help="do not run the smoke training even with a GPU")
+    p.add_argument(
+        "--stub-assets",
+        action="store_true",
+        help="let the smoke run use stand-ins for missing gated models (results are marked stub-driven)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_recipes_option(p)
 
@@ -81,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build the recipe's environment")
     _add_plan_options(p)
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "smoke",
+        help="run a built env's smoke training and render on this machine's GPU, with checks",
+        description="Exit 0: every step ran and passed its checks; 1: a step failed; "
+        "3: blocked on gated assets, or only stand-ins made it run.",
+    )
+    p.add_argument("recipe")
+    p.add_argument("--prefix", type=Path, help="the env (default: $ENVBUILDER_HOME/envs/<recipe>)")
+    p.add_argument("--stub-assets", action="store_true", help="write stand-ins for missing gated models first")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_recipes_option(p)
+    p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser(
         "patch",
@@ -333,6 +352,8 @@ def _make_plan(args: argparse.Namespace, plan_only: bool = False):  # type: igno
         installer=args.installer,
         source_digest=digest,
         plan_only=plan_only,
+        smoke=not args.no_smoke,
+        stub_assets=args.stub_assets,
     )
     return make_plan(recipe, host, options), host
 
@@ -359,21 +380,95 @@ def cmd_build(args: argparse.Namespace) -> int:
         report.err.print(f"building [bold]{plan.recipe.name}[/] for {plan.torch_cuda_arch_list} into {plan.prefix}")
     result = execute(plan, host, report.ProgressReporter())
     checked = result.outputs.get("assets", {})
-    code = int(checked.get("exit_code", EXIT_OK))
+    smoked = result.outputs.get("smoke", {})
+    codes = {int(checked.get("exit_code", EXIT_OK)), int(smoked.get("exit_code", EXIT_OK))}
+    code = EXIT_FAILED if EXIT_FAILED in codes else max(codes)
     if args.json:
-        report.print_json({**result.to_json(), "assets_exit_code": code, "blocked": checked.get("blocked", {})})
-    else:
-        report.out.print(f"[green]ready:[/] {result.prefix}  (activate: source {result.prefix}/venv/bin/activate)")
-        report.out.print(f"manifest: {result.manifest}")
-        if code != EXIT_OK:
-            from envbuilder import assets
+        report.print_json(
+            {
+                **result.to_json(),
+                "exit_code": code,
+                "assets_exit_code": int(checked.get("exit_code", EXIT_OK)),
+                "blocked": checked.get("blocked", {}),
+                "smoke": smoked,
+            }
+        )
+        return code
+    report.out.print(f"[green]ready:[/] {result.prefix}  (activate: source {result.prefix}/venv/bin/activate)")
+    report.out.print(f"manifest: {result.manifest}")
+    if smoked.get("steps"):
+        _render_smoke(smoked)
+    elif smoked.get("skipped"):
+        report.out.print(f"smoke run: skipped ({smoked['skipped']})")
+    if checked.get("exit_code", EXIT_OK) != EXIT_OK:
+        from envbuilder import assets
 
-            statuses = assets.check(plan.recipe, Path(result.outputs["sources"]["root"]))
-            _render_assets(plan.recipe.name, Path(result.outputs["sources"]["root"]), statuses)
-            report.out.print(
-                f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {plan.recipe.name}`"
-            )
+        statuses = assets.check(plan.recipe, Path(result.outputs["sources"]["root"]))
+        _render_assets(plan.recipe.name, Path(result.outputs["sources"]["root"]), statuses)
+        report.out.print(
+            f"the env is built; the smoke run is blocked on assets (exit {code}): "
+            f"see `envbuilder assets {plan.recipe.name}`"
+        )
     return code
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from envbuilder import report, smoke
+    from envbuilder.host.gpu import find_gpus
+    from envbuilder.paths import default_prefix
+
+    recipe = _catalog(args).recipe(args.recipe)
+    prefix: Path = (args.prefix or default_prefix(recipe.name)).absolute()
+    if not (prefix / "envbuilder.lock.json").is_file():
+        raise InputError(
+            f"no finished env at {prefix} (no envbuilder.lock.json)",
+            hint=f"build it first: envbuilder build {recipe.name}"
+            + (f" --prefix {args.prefix}" if args.prefix else ""),
+        )
+    gpus, why_none = find_gpus()
+    if not gpus:
+        raise InputError(
+            f"no GPU to run the smoke training on: {why_none}",
+            hint="run `envbuilder smoke` on the machine with the GPU; `build` already ran the checks that need no GPU",
+        )
+    quiet = args.json
+    result = smoke.run(
+        recipe,
+        prefix,
+        stub_assets=args.stub_assets,
+        note=None if quiet else (lambda text: report.err.print(f"  {text}")),
+    )
+    if args.json:
+        report.print_json({**result.to_json(), "exit_code": result.exit_code})
+    else:
+        _render_smoke(result.to_json())
+    return result.exit_code
+
+
+def _render_smoke(data: dict[str, Any]) -> None:
+    from envbuilder import report
+
+    colour = {"ok": "green", "failed": "red", "blocked": "yellow", "skipped": "yellow"}
+    rows = []
+    for step in data["steps"]:
+        shown = {k: v for k, v in step["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        detail = step["detail"] or ""
+        if step["blocked_by"]:
+            detail = "needs " + ", ".join(step["blocked_by"])
+        rows.append(
+            [
+                step["name"],
+                f"[{colour.get(step['status'], 'red')}]{step['status']}[/]",
+                f"{step['seconds']:.0f} s",
+                metrics,
+                detail,
+            ]
+        )
+    title = f"smoke run of {data['recipe']}" + (
+        " [yellow](stub-driven: stand-ins for " + ", ".join(data["stubs"]) + ")[/]" if data["stub_driven"] else ""
+    )
+    report.table(title, ["step", "status", "time", "metrics", "detail"], rows)
 
 
 def _assets_root(args: argparse.Namespace, recipe_name: str, required: bool) -> Path:

@@ -38,7 +38,8 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "extensions": ("toolchain", "patches", "wheels"),
     "verify": ("extensions",),
     "assets": ("sources",),
-    "manifest": ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets"),
+    "smoke": ("verify", "assets"),
+    "manifest": ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke"),
 }
 GIB_PER_BUILD_JOB = 3.0  # nvcc on a rasterizer-sized .cu peaks near 2-3 GiB
 
@@ -55,6 +56,8 @@ class Options:
     installer: str = "auto"  # auto | uv | pip
     source_digest: str | None = None  # content hash of a path source, computed by the caller
     plan_only: bool = False  # `plan` may name a --cuda this machine lacks (with a warning); `build` may not
+    smoke: bool = True  # run the recipe's smoke training when a GPU is present
+    stub_assets: bool = False  # let the smoke run use stand-ins for missing gated assets
 
 
 @dataclass(frozen=True)
@@ -458,6 +461,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             else "no assets",
             {"assets": [[a.name, a.path, a.kind, a.sha256 or a.sha1] for a in recipe.assets]},
         ),
+        ("smoke", _smoke_summary(recipe, options, host), _smoke_inputs(recipe, options, host)),
         (
             "manifest",
             f"write {prefix / 'envbuilder.lock.json'}",
@@ -489,6 +493,29 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         warnings=tuple(warnings),
         steps=tuple(steps),
     )
+
+
+def _smoke_summary(recipe: Recipe, options: Options, host: HostFacts) -> str:
+    if recipe.smoke is None:
+        return "no smoke run in this recipe"
+    what = " + ".join(s.name for s in recipe.smoke.steps)
+    if not options.smoke:
+        return f"skipped (--no-smoke): {what}"
+    if not host.gpus:
+        return f"no GPU here: {what} waits for `envbuilder smoke` on a GPU machine"
+    return f"{what} on {host.gpus[0].name}" + (" (stand-ins for missing assets)" if options.stub_assets else "")
+
+
+def _smoke_inputs(recipe: Recipe, options: Options, host: HostFacts) -> dict[str, object]:
+    if recipe.smoke is None:
+        return {"enabled": False}
+    return {
+        "enabled": options.smoke and recipe.smoke is not None,
+        "stub_assets": options.stub_assets,
+        "gpus": [g.name for g in host.gpus],
+        "recipe_sha256": recipe.sha256,  # the smoke section lives in the recipe
+        "envbuilder": __version__,  # and the data generators and checks in envbuilder
+    }
 
 
 def _patch_inputs(recipe: Recipe, extensions: tuple[ExtensionUse, ...], archs: tuple[Arch, ...]) -> dict[str, object]:

@@ -45,6 +45,7 @@ def test_plan_json_is_the_whole_plan(cuda, tmp_path):
         "extensions",
         "verify",
         "assets",
+        "smoke",
         "manifest",
     ]
     assert all(len(s["key"]) == 16 for s in plan["steps"])

@@ -55,19 +55,19 @@ def plan(prefix: Path, arch: str = "12.0"):
     return make_plan(CANARY, host(), Options(arch=arch, prefix=prefix))
 
 
-ALL = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
+ALL = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke", "manifest"]
 
 
 def test_runs_all_then_nothing(tmp_path):
     rec = Recorder()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 9
+    assert rec.calls == ALL and [s.status for s in result.steps] == ["done"] * 10
     state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
     assert {k: v["status"] for k, v in state["steps"].items()} == dict.fromkeys(ALL, "done")
     rec.calls.clear()
     result = execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     assert rec.calls == ["assets"]  # assets are re-checked every time; they found the same
-    assert [s.status for s in result.steps] == ["skipped"] * 7 + ["checked", "skipped"]
+    assert [s.status for s in result.steps] == ["skipped"] * 7 + ["checked", "skipped", "skipped"]
 
 
 def test_an_asset_change_rewrites_the_manifest(tmp_path):
@@ -77,7 +77,7 @@ def test_an_asset_change_rewrites_the_manifest(tmp_path):
     steps["assets"] = lambda ctx, inputs: {"assets": ["flame now present"]}
     rec.calls.clear()
     result = execute(plan(tmp_path / "env"), host(), steps=steps)
-    assert [s.name for s in result.steps if s.status == "done"] == ["assets", "manifest"]
+    assert [s.name for s in result.steps if s.status == "done"] == ["assets", "smoke", "manifest"]
 
 
 def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
@@ -85,7 +85,7 @@ def test_changed_arch_reruns_only_what_depends_on_it(tmp_path):
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env", "9.0;12.0"), host(), steps=rec.steps())
-    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "smoke", "manifest"]
     assert rec.manifest_seen["extensions"] is False  # not "ready" while being changed
 
 
@@ -104,7 +104,7 @@ def test_failure_is_recorded_and_resumed(tmp_path):
     assert state["steps"]["extensions"]["status"] == "failed"
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "smoke", "manifest"]
 
 
 def test_interrupt_leaves_step_undone(tmp_path):
@@ -114,7 +114,7 @@ def test_interrupt_leaves_step_undone(tmp_path):
         execute(plan(tmp_path / "env"), host(), steps=rec.steps())
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["extensions", "verify", "assets", "smoke", "manifest"]
 
 
 def test_a_package_install_cut_off_rebuilds_the_venv(tmp_path):
@@ -127,7 +127,7 @@ def test_a_package_install_cut_off_rebuilds_the_venv(tmp_path):
     state_file.write_text(json.dumps(state))
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "smoke", "manifest"]
 
 
 def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
@@ -136,7 +136,7 @@ def test_deleted_venv_rebuilds_it_and_its_dependents(tmp_path):
     (tmp_path / "env/venv/bin/python").unlink()
     rec.calls.clear()
     execute(plan(tmp_path / "env"), host(), steps=rec.steps())
-    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "manifest"]
+    assert rec.calls == ["venv", "wheels", "patches", "extensions", "verify", "assets", "smoke", "manifest"]
 
 
 def test_internal_error_keeps_traceback(tmp_path):

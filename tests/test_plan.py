@@ -35,6 +35,7 @@ def test_plan_resolves_everything():
         "extensions",
         "verify",
         "assets",
+        "smoke",
         "manifest",
     ]
     data = json.loads(json.dumps(p.to_json()))
@@ -47,7 +48,7 @@ def test_plan_is_deterministic_and_keys_follow_inputs():
     assert [s.key for s in a.steps] == [s.key for s in b.steps]
     c = plan(arch="9.0;12.0")
     changed = {s.name for s, t in zip(a.steps, c.steps, strict=True) if s.key != t.key}
-    assert changed == {"extensions", "verify", "manifest"}  # a new arch list keeps the venv and torch
+    assert changed == {"extensions", "verify", "smoke", "manifest"}  # a new arch list keeps the venv and torch
     d = plan(source_digest="other")
     assert {s.name for s, t in zip(a.steps, d.steps, strict=True) if s.key != t.key} == {
         "sources",
@@ -55,8 +56,24 @@ def test_plan_is_deterministic_and_keys_follow_inputs():
         "extensions",
         "verify",
         "assets",
+        "smoke",
         "manifest",
     }
+    # the canary has no smoke run: smoke options change nothing
+    for e in (plan(smoke=False), plan(stub_assets=True)):
+        assert [s.key for s in a.steps] == [s.key for s in e.steps]
+
+
+def test_smoke_options_change_only_the_smoke_step():
+    recipe = Catalog.default().recipe("4dgaussians")
+    h = host(tools={"git": "/usr/bin/git"})
+    base = make_plan(recipe, h, Options(arch="12.0"))
+    assert "no GPU here" in base.step("smoke").summary
+    for options in (Options(arch="12.0", smoke=False), Options(arch="12.0", stub_assets=True)):
+        other = make_plan(recipe, h, options)
+        changed = {s.name for s, t in zip(base.steps, other.steps, strict=True) if s.key != t.key}
+        assert changed == {"smoke", "manifest"}
+    assert "--no-smoke" in make_plan(recipe, h, Options(arch="12.0", smoke=False)).step("smoke").summary
 
 
 def test_newest_fitting_toolkit_is_chosen():

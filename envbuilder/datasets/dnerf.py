@@ -76,7 +76,9 @@ def write_split(out, split, count, size, fov, rng, time_offset):
         c2w = look_at(eye)
         image = render(c2w, t, size, fov)
         Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8), "RGBA").save(out / split / f"r_{k:03d}.png")
-        frames.append({"file_path": f"./{split}/r_{k:03d}", "time": round(float(t), 6), "transform_matrix": c2w.tolist()})
+        frames.append(
+            {"file_path": f"./{split}/r_{k:03d}", "time": round(float(t), 6), "transform_matrix": c2w.tolist()}
+        )
     (out / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": fov, "frames": frames}, indent=1))
     return frames
 

@@ -6,8 +6,8 @@ linear interpolation on a dense grid, every row of each level's A sums to 1. Pri
 import json
 import math
 
-import torch
 import _gridencoder as backend
+import torch
 
 torch.manual_seed(0)
 dev = torch.device("cuda")
@@ -15,7 +15,7 @@ B, D, C, L, H = 16, 2, 2, 2, 4  # batch, input dims, channels per level, levels,
 scale = 1.5
 offsets, total = [0], 0
 for level in range(L):
-    resolution = int(math.ceil(H * scale**level))
+    resolution = math.ceil(H * scale**level)
     total += int(math.ceil((resolution + 1) ** D / 8) * 8)
     offsets.append(total)
 offsets = torch.tensor(offsets, dtype=torch.int32, device=dev)
@@ -31,7 +31,24 @@ def forward(embeddings):
 
 def backward(grad):
     grad_e = torch.zeros(total, C, device=dev)
-    backend.grid_encode_backward(grad.view(B, L, C).permute(1, 0, 2).contiguous(), inputs, torch.zeros(total, C, device=dev), offsets, grad_e, B, D, C, L, S, H, None, None, 1, False, 0)
+    backend.grid_encode_backward(
+        grad.view(B, L, C).permute(1, 0, 2).contiguous(),
+        inputs,
+        torch.zeros(total, C, device=dev),
+        offsets,
+        grad_e,
+        B,
+        D,
+        C,
+        L,
+        S,
+        H,
+        None,
+        None,
+        1,
+        False,
+        0,
+    )
     return grad_e
 
 

@@ -9,7 +9,10 @@ from gsplat.rendering import rasterization
 torch.manual_seed(0)
 dev = torch.device("cuda")
 n = 512
-means = ((torch.rand(n, 3, device=dev) - 0.5) * torch.tensor([2.0, 2.0, 1.0], device=dev) + torch.tensor([0.0, 0.0, 3.0], device=dev)).requires_grad_(True)
+means = (
+    (torch.rand(n, 3, device=dev) - 0.5) * torch.tensor([2.0, 2.0, 1.0], device=dev)
+    + torch.tensor([0.0, 0.0, 3.0], device=dev)
+).requires_grad_(True)
 quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]], device=dev).repeat(n, 1)
 scales = torch.full((n, 3), 0.06, device=dev)
 opacities = torch.full((n,), 0.8, device=dev, requires_grad=True)

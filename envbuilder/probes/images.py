@@ -35,6 +35,8 @@ for path in renders:
         white.append(psnr(np.ones_like(gt), gt))
         black.append(psnr(np.zeros_like(gt), gt))
 if scores:
-    result.update(psnr=float(np.mean(scores)), psnr_blank_white=float(np.mean(white)), psnr_blank_black=float(np.mean(black)))
+    result.update(
+        psnr=float(np.mean(scores)), psnr_blank_white=float(np.mean(white)), psnr_blank_black=float(np.mean(black))
+    )
 result["ok"] = result["frames"] > 0 and result["constant"] == 0 and result["nan"] == 0
 print(json.dumps(result))

@@ -30,25 +30,40 @@ def main():
     # [3, H, W] background is right for both.
     bg = torch.ones(3, h, w, device=dev)
     settings = GaussianRasterizationSettings(
-        image_height=h, image_width=w, tanfovx=math.tan(fov / 2), tanfovy=math.tan(fov / 2), bg=bg,
-        scale_modifier=1.0, viewmatrix=view.T.contiguous(), projmatrix=proj,
-        sh_degree=0, campos=torch.zeros(3, device=dev), prefiltered=False, debug=False,
+        image_height=h,
+        image_width=w,
+        tanfovx=math.tan(fov / 2),
+        tanfovy=math.tan(fov / 2),
+        bg=bg,
+        scale_modifier=1.0,
+        viewmatrix=view.T.contiguous(),
+        projmatrix=proj,
+        sh_degree=0,
+        campos=torch.zeros(3, device=dev),
+        prefiltered=False,
+        debug=False,
     )
     n = 256
-    means = (torch.rand(n, 3, device=dev) - 0.5) * torch.tensor([2.0, 2.0, 1.0], device=dev) + torch.tensor([0.0, 0.0, 3.0], device=dev)
+    means = (torch.rand(n, 3, device=dev) - 0.5) * torch.tensor([2.0, 2.0, 1.0], device=dev) + torch.tensor(
+        [0.0, 0.0, 3.0], device=dev
+    )
     means.requires_grad_(True)
     screen = torch.zeros(n, 3, device=dev, requires_grad=True)
     opacity = torch.full((n, 1), 0.8, device=dev, requires_grad=True)
     colours = torch.rand(n, 3, device=dev, requires_grad=True)
     scales = torch.full((n, 3), 0.08, device=dev)
     rotations = torch.tensor([[1.0, 0.0, 0.0, 0.0]], device=dev).repeat(n, 1)
-    kwargs = dict(means3D=means, means2D=screen, opacities=opacity, colors_precomp=colours, scales=scales, rotations=rotations)
+    kwargs = dict(
+        means3D=means, means2D=screen, opacities=opacity, colors_precomp=colours, scales=scales, rotations=rotations
+    )
     if "sh_objs" in inspect.signature(GaussianRasterizer.forward).parameters:  # Disco4D: 16 object channels
         kwargs["sh_objs"] = torch.rand(n, 1, 16, device=dev)
     outputs = GaussianRasterizer(settings)(**kwargs)
     image = outputs[0]
     covered = (image - 1.0).abs().amax(0) > 1e-3
-    loss = image.mean() + sum(o.float().mean() for o in outputs[2:] if torch.is_tensor(o) and o.is_floating_point() and o.requires_grad)
+    loss = image.mean() + sum(
+        o.float().mean() for o in outputs[2:] if torch.is_tensor(o) and o.is_floating_point() and o.requires_grad
+    )
     loss.backward()
     grads = {"means3D": means.grad, "opacity": opacity.grad, "colors": colours.grad}
     result = {
@@ -61,7 +76,12 @@ def main():
         "grads_finite": all(bool(torch.isfinite(g).all()) for g in grads.values()),
         "grads_nonzero": {k: bool(g.abs().sum() > 0) for k, g in grads.items()},
     }
-    result["ok"] = result["finite"] and result["covered_pixels"] > 50 and result["grads_finite"] and all(result["grads_nonzero"].values())
+    result["ok"] = (
+        result["finite"]
+        and result["covered_pixels"] > 50
+        and result["grads_finite"]
+        and all(result["grads_nonzero"].values())
+    )
     print(json.dumps(result))
 
 

@@ -13,6 +13,11 @@ d2 = torch.cdist(points, points).pow(2)
 d2.fill_diagonal_(float("inf"))
 want = d2.topk(3, largest=False).values.mean(1)
 error = (got - want).abs().max().item()
-result = {"device": torch.cuda.get_device_name(0), "points": 2000, "max_abs_error": error, "max_value": want.max().item()}
+result = {
+    "device": torch.cuda.get_device_name(0),
+    "points": 2000,
+    "max_abs_error": error,
+    "max_value": want.max().item(),
+}
 result["ok"] = bool(torch.isfinite(got).all()) and error < 1e-5
 print(json.dumps(result))

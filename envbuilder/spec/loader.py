@@ -4,6 +4,7 @@ expected; unknown keys are errors (with a "did you mean").
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import re
@@ -507,6 +508,8 @@ def load_recipe(path: Path, find_extension: FindExtension, find_patch: FindPatch
                 f"asset {asset.name!r}: needed_by names {unknown[0]!r}, which is no smoke step",
                 hint=f"steps: {', '.join(sorted(steps)) or 'none'}, or 'preprocess'",
             )
+    if smoke:  # a step's `needs` and an asset's `needed_by` say the same thing: keep both views whole
+        assets, smoke = _link_needs(assets, smoke)
     return Recipe(
         name=_check_name(f["name"], path, "recipe"),
         file=path,
@@ -525,6 +528,22 @@ def load_recipe(path: Path, find_extension: FindExtension, find_patch: FindPatch
         smoke=smoke,
         notes=f["notes"].string() if "notes" in f else None,
     )
+
+
+def _link_needs(assets: tuple[Asset, ...], smoke: Smoke) -> tuple[tuple[Asset, ...], Smoke]:
+    pairs = {(a.name, step) for a in assets for step in a.needed_by}
+    pairs |= {(name, s.name) for s in smoke.steps for name in s.needs}
+    linked_assets = tuple(
+        dataclasses.replace(
+            a, needed_by=(*a.needed_by, *sorted(st for n, st in pairs if n == a.name and st not in a.needed_by))
+        )
+        for a in assets
+    )
+    steps = tuple(
+        dataclasses.replace(s, needs=(*s.needs, *sorted(n for n, st in pairs if st == s.name and n not in s.needs)))
+        for s in smoke.steps
+    )
+    return linked_assets, dataclasses.replace(smoke, steps=steps)
 
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -624,7 +643,18 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
     for item in f["steps"].items():
         g = item.fields(
             required=("name", "run"),
-            optional=("cwd", "env", "timeout", "needs", "outputs", "images", "ground_truth", "psnr_floor", "loss"),
+            optional=(
+                "cwd",
+                "env",
+                "timeout",
+                "needs",
+                "outputs",
+                "images",
+                "ground_truth",
+                "psnr_floor",
+                "loss",
+                "measure",
+            ),
         )
         run = tuple(
             _check_placeholders(n, n.string(expected="an argument (argv lists only, no shell strings)"))
@@ -651,9 +681,12 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
                 if "outputs" in g
                 else (),
                 images=_check_placeholders(g["images"], g["images"].string()) if "images" in g else None,
-                ground_truth=_check_placeholders(g["ground_truth"], g["ground_truth"].string()) if "ground_truth" in g else None,
+                ground_truth=_check_placeholders(g["ground_truth"], g["ground_truth"].string())
+                if "ground_truth" in g
+                else None,
                 psnr_floor=g["psnr_floor"].number() if "psnr_floor" in g else None,
                 loss=g["loss"].regex() if "loss" in g else None,
+                measure=tuple((key, value.regex()) for key, value in g["measure"].entries()) if "measure" in g else (),
             )
         )
     files = []

@@ -204,6 +204,7 @@ class SmokeStep:
     ground_truth: str | None = None  # the matching ground-truth PNGs, for PSNR
     psnr_floor: float | None = None  # PSNR the renders must reach (and beat blank frames)
     loss: str | None = None  # regex with one group: the loss in the step's log, which must fall
+    measure: tuple[tuple[str, str], ...] = ()  # name -> regex with one group: last match in the log (it/s, FPS)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from envbuilder.context import Context, Data
-from envbuilder.steps import assets, extensions, manifest, patches, sources, toolchain, venv, verify, wheels
+from envbuilder.steps import assets, extensions, manifest, patches, smoke, sources, toolchain, venv, verify, wheels
 
 StepFunction = Callable[[Context, Data], Data]
 
@@ -20,5 +20,6 @@ STEPS: dict[str, StepFunction] = {
     "extensions": extensions.run,
     "verify": verify.run,
     "assets": assets.run,
+    "smoke": smoke.run,
     "manifest": manifest.run,
 }

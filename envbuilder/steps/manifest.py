@@ -32,6 +32,7 @@ def build_manifest(ctx: Context) -> Data:
         "cxx_standard": out["patches"]["cxx_standard"],
         "verify": out["verify"],
         "assets": out["assets"]["assets"],
+        "smoke": out.get("smoke", {}),
         "steps": {s.name: s.key for s in plan.steps},
     }
 
