@@ -43,3 +43,13 @@ def default_prefix(recipe: str) -> Path:
 
 def probes_dir() -> Path:
     return PACKAGE_DIR / "probes"
+
+
+def probe_script(name: str) -> Path:
+    """The kernel probe `name`. Files are called probe_<name>.py because Python puts a script's
+    folder first on sys.path: a probes/simple_knn.py would import itself as `simple_knn`."""
+    return probes_dir() / f"probe_{name}.py"
+
+
+def known_probes() -> list[str]:
+    return sorted(p.stem.removeprefix("probe_") for p in probes_dir().glob("probe_*.py"))

@@ -60,8 +60,10 @@ def test_kill_9_at_random_points_then_resume(canary_env, tmp_path):
     warm = timed_build(args, env)
     killed_in = []
     for round_ in range(ROUNDS):
+        # every round starts from nothing built in the prefix, so the kill lands in real work
+        shutil.rmtree(prefix, ignore_errors=True)
         if round_ in COLD_ROUNDS:
-            shutil.rmtree(cache)
+            shutil.rmtree(cache, ignore_errors=True)
         horizon = cold if round_ in COLD_ROUNDS else warm
         child = subprocess.Popen([sys.executable, "-m", "envbuilder", *args], env={**os.environ, **env},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -327,12 +327,11 @@ def load_patch(path: Path) -> PatchSpec:
 
 
 def _probe(node: Node) -> str:
-    from envbuilder.paths import probes_dir
+    from envbuilder.paths import known_probes, probe_script
 
     name = node.string(pattern=NAME_RE, expected="a probe name")
-    if not (probes_dir() / f"{name}.py").is_file():
-        known = ", ".join(sorted(p.stem for p in probes_dir().glob("*.py") if p.stem != "images"))
-        raise node.error(f"no probe {name!r}", hint=f"probes: {known}")
+    if not probe_script(name).is_file():
+        raise node.error(f"no probe {name!r}", hint=f"probes: {', '.join(known_probes())}")
     return name
 
 

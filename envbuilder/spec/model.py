@@ -134,7 +134,7 @@ class ExtensionSpec:
     summary: str
     import_name: str  # module that must import after the build
     build_requires: tuple[str, ...] = ("setuptools", "wheel", "ninja")
-    probe: str | None = None  # envbuilder/probes/<probe>.py, run in the env
+    probe: str | None = None  # envbuilder/probes/probe_<probe>.py, run in the env
     patches: tuple[PatchUse, ...] = ()  # applied with the extension's directory as root
     license: str | None = None
     source: GitSource | None = None  # its own repository (pytorch3d …); else a path in the method's tree

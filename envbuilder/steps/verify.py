@@ -15,7 +15,7 @@ from envbuilder import fatbin
 from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError
 from envbuilder.host.compat import parse_arch
-from envbuilder.paths import probes_dir
+from envbuilder.paths import probe_script
 
 IMPORTS = """
 import importlib, json, sys, traceback
@@ -105,7 +105,7 @@ def run(ctx: Context, inputs: Data) -> Data:
         if not inputs["gpus"]:
             probes[probe] = {"skipped": "no GPU on this machine"}
             continue
-        script = probes_dir() / f"{probe}.py"
+        script = probe_script(probe)
         out = ctx.capture([ctx.layout.python, script], timeout=900)
         result = json.loads(out.strip().splitlines()[-1])
         probes[probe] = result
