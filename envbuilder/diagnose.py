@@ -309,6 +309,22 @@ CATALOGUE: tuple[Signature, ...] = (
         "bw §5",
     ),
     Signature(
+        "no-tkinter",
+        r"No module named '_?tkinter'",
+        "this Python was built without Tk (no python3-tk / tk-dev when it was compiled; usual on servers, in containers and in many pyenv or uv Pythons), and the method imports tkinter.",
+        "where the import is unused, the recipe's patch drops it (4DGaussians: drop-tkinter-import); else install Tk (apt install python3-tk, or tk-dev and rebuild the pyenv Python).",
+        None,
+        "4DGaussians scene/deformation.py:5 (from tkinter import W, unused); seen on the H100 test machine",
+    ),
+    Signature(
+        "pil-int8-rgb",
+        r"Cannot handle this data type: \(1, 1, 3\), \|i1",
+        "Pillow 12 no longer reads signed-byte (int8) arrays as RGB; 3DGS Blender/D-NeRF readers build images with dtype=np.byte.",
+        "the recipe's pil-rgb-uint8 patch makes it uint8 (same pixels); or pin pillow<12.",
+        None,
+        "4DGaussians scene/dataset_readers.py:287; Pillow 11.3 accepts it, 12.0 refuses (checked here)",
+    ),
+    Signature(
         "numpy-alias",
         r"module 'numpy' has no attribute '(bool|int|float|complex|object|str|unicode)'|cannot import name '(bool|int|float|complex|object|unicode|str)' from 'numpy'",
         "NumPy 1.24 removed the np.bool/np.int/np.float… aliases that old code (chumpy, DeepSpeech features) uses.",

@@ -240,6 +240,17 @@ def test_check_reports_and_exit_codes(tmp_path):
     assert assets.exit_code(assets.check(RECIPE, tmp_path)) == 1
 
 
+def test_a_missing_free_data_set_does_not_block_a_build(tmp_path):
+    """4DGaussians names the real D-NeRF scenes (free, not needed by its smoke run)."""
+    recipe = Catalog.default().recipe("4dgaussians")
+    (statuses,) = [assets.check(recipe, tmp_path)]
+    assert [(s.asset.gated, s.asset.needed_by, s.status) for s in statuses] == [(False, (), "missing")]
+    assert assets.exit_code(statuses) == 3  # `envbuilder assets` still says something is missing
+    assert assets.build_exit_code(statuses) == 0
+    fixture = assets.check(RECIPE, tmp_path)  # gated or needed by a smoke step: blocked
+    assert assets.build_exit_code(fixture) == 3
+
+
 def test_install_from_the_downloaded_zip_and_trust_on_first_use(tmp_path):
     download_zip = tmp_path / "downloads" / "FLAME2023.zip"
     download_zip.parent.mkdir()

@@ -40,6 +40,8 @@ SAMPLES = {
     "iteration-window": "ZeroDivisionError: division by zero",
     "glibc-cospi": 'math_functions.h(5554): error: exception specification is incompatible with that of previous function "cospi"',
     "weights-only-load": "_pickle.UnpicklingError: Weights only load failed. This file can still be loaded, to do so you have two options",
+    "no-tkinter": "ModuleNotFoundError: No module named 'tkinter'",
+    "pil-int8-rgb": "TypeError: Cannot handle this data type: (1, 1, 3), |i1",
     "numpy-alias": "ImportError: cannot import name 'bool' from 'numpy'",
     "inspect-getargspec": "AttributeError: module 'inspect' has no attribute 'getargspec'. Did you mean: 'getargs'?",
     "bool-subtraction": "RuntimeError: Subtraction, the `-` operator, with a bool tensor is not supported.",

@@ -130,6 +130,12 @@ def exit_code(statuses: list[AssetStatus]) -> int:
     return EXIT_OK
 
 
+def build_exit_code(statuses: list[AssetStatus]) -> int:
+    """exit_code for `build`: a missing free download that no smoke step needs (a real data set,
+    for training beyond the smoke run) is reported but does not make a ready env exit 3."""
+    return exit_code([s for s in statuses if s.status != "missing" or s.asset.gated or s.asset.needed_by])
+
+
 def blocked_steps(statuses: list[AssetStatus]) -> dict[str, list[str]]:
     """smoke step -> the assets it lacks (missing or broken)."""
     blocked: dict[str, list[str]] = {}

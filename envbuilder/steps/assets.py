@@ -1,6 +1,7 @@
 """assets: which gated and free assets the method needs are present and valid. Runs on every
 build (files come and go outside envbuilder) and never fails the build: a missing model blocks
-only the smoke run, and `build` reports it with exit code 3."""
+only the smoke run, and `build` reports it with exit code 3 (a missing licensed file, or one a
+smoke step needs; a free data set for real training is only reported)."""
 
 from __future__ import annotations
 
@@ -22,5 +23,5 @@ def run(ctx: Context, inputs: Data) -> Data:
     return {
         "assets": [s.to_json() for s in statuses],
         "blocked": assets.blocked_steps(statuses),
-        "exit_code": assets.exit_code(statuses),
+        "exit_code": assets.build_exit_code(statuses),
     }
