@@ -16,7 +16,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from envbuilder import __version__
+from envbuilder import __version__, datasets
 from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit, compat
 from envbuilder.host.compat import Arch
@@ -499,6 +499,8 @@ def _smoke_summary(recipe: Recipe, options: Options, host: HostFacts) -> str:
     if recipe.smoke is None:
         return "no smoke run in this recipe"
     what = " + ".join(s.name for s in recipe.smoke.steps)
+    if why := datasets.not_written_yet(recipe.smoke.data):
+        return f"not possible yet ({what}): {why}"
     if not options.smoke:
         return f"skipped (--no-smoke): {what}"
     if not host.gpus:

@@ -188,3 +188,14 @@ def test_jobs_and_installer():
 def test_glibc_warning():
     assert plan(host(toolkits=[toolkit("12.8.93")], glibc="2.41")).warnings
     assert not plan(host(glibc="2.41")).warnings
+
+
+def test_smoke_runs_without_a_data_generator_are_not_possible_yet():
+    h = host(tools={"git": "/usr/bin/git"})
+    for name, data in (("talkinggaussian", "talking-head"), ("gaussiantalker", "gaussiantalker")):
+        summary = make_plan(Catalog.default().recipe(name), h, Options(arch="12.0")).step("smoke").summary
+        assert summary.startswith("not possible yet") and f"no synthetic {data!r} data generator" in summary
+    assert (
+        "not possible"
+        not in make_plan(Catalog.default().recipe("4dgaussians"), h, Options(arch="12.0")).step("smoke").summary
+    )

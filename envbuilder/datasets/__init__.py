@@ -9,6 +9,14 @@ from pathlib import Path
 GENERATORS = {"dnerf": "dnerf.py"}
 
 
+def not_written_yet(name: str | None) -> str | None:
+    """Why a recipe's smoke run cannot start yet: its data generator is still to be written
+    (TalkingGaussian and GaussianTalker need a synthetic talking-head data set)."""
+    if name is None or name in GENERATORS:
+        return None
+    return f"envbuilder has no synthetic {name!r} data generator yet (known: {', '.join(GENERATORS)})"
+
+
 def script(name: str) -> Path | None:
     file = GENERATORS.get(name)
     return Path(__file__).with_name(file) if file else None

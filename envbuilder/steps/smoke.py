@@ -5,7 +5,7 @@ Skipped without a GPU or with --no-smoke; a run blocked on gated assets is recor
 
 from __future__ import annotations
 
-from envbuilder import smoke
+from envbuilder import datasets, smoke
 from envbuilder.context import Context, Data
 from envbuilder.errors import EXIT_BLOCKED_ON_ASSETS, EXIT_FAILED, EXIT_OK, EnvbuilderError
 
@@ -18,6 +18,9 @@ def run(ctx: Context, inputs: Data) -> Data:
     recipe = ctx.plan.recipe
     if recipe.smoke is None:
         return {"skipped": "the recipe has no smoke run", "exit_code": EXIT_OK}
+    if why := datasets.not_written_yet(recipe.smoke.data):
+        ctx.note(f"smoke run not possible yet: {why}")
+        return {"skipped": why, "exit_code": EXIT_OK}
     if not inputs["enabled"]:
         ctx.note(f"smoke run skipped (--no-smoke); run it later with `envbuilder smoke {recipe.name}`")
         return {"skipped": "--no-smoke", "exit_code": EXIT_OK}
