@@ -52,9 +52,12 @@ def compile(session: nox.Session, cuda: str) -> None:
     session.install(*TORCH[major])
     python = shutil.which("python", path=session.bin)
     common = ["--arch", "12.0", "--cuda", cuda, "--python", str(python), "--system-site-packages", "--installer", "pip"]
-    session.run("envbuilder", "build", "canary", *common, "--prefix", str(work / "canary"), env=env)
-    session.run("envbuilder", "build", "fixture-exts", "--recipes", str(FIXTURES), *common, "--prefix", str(work / "fixtures"), env=env)
-    for prefix in (work / "canary", work / "fixtures"):
+    builds = session.posargs or ["canary", "fixtures"]  # `nox -s … -- canary` builds only the canary
+    if "canary" in builds:
+        session.run("envbuilder", "build", "canary", *common, "--prefix", str(work / "canary"), env=env)
+    if "fixtures" in builds:
+        session.run("envbuilder", "build", "fixture-exts", "--recipes", str(FIXTURES), *common, "--prefix", str(work / "fixtures"), env=env)
+    for prefix in (work / name for name in builds):
         manifest = json.loads((prefix / "envbuilder.lock.json").read_text())
         assert manifest["toolchain"]["nvcc"].startswith(cuda), manifest["toolchain"]
         for binary in manifest["verify"]["binaries"]:
