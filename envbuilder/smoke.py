@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envbuilder import assets, proc
+from envbuilder import assets, datasets, proc
 from envbuilder.context import Layout
-from envbuilder.datasets import GENERATORS
-from envbuilder.datasets import script as dataset_script
 from envbuilder.errors import CommandFailed, EnvbuilderError, InputError
 from envbuilder.paths import probes_dir
 from envbuilder.spec.model import Recipe, Smoke, SmokeFile, SmokeStep
@@ -160,9 +158,9 @@ def _fill(text: str, places: dict[str, str]) -> str:
 
 def _generate(name: str, data_dir: Path, python: Path, note: Note) -> dict[str, Any]:
     """Write the synthetic data set once; a marker written last says it is complete."""
-    script = dataset_script(name)
+    script = datasets.script(name)
     if script is None:
-        raise SmokeError(f"no data generator {name!r} (known: {', '.join(GENERATORS)})")
+        raise SmokeError(f"the smoke run is not possible yet: {datasets.not_written_yet(name)}")
     marker = data_dir / ".envbuilder-data.json"
     if marker.exists():
         return dict(json.loads(marker.read_text()))
