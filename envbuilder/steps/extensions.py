@@ -84,6 +84,8 @@ def _key_inputs(ctx: Context, name: str, spec_sha256: str, source: Path, build_e
     toolchain = ctx.outputs["toolchain"]
     torch = ctx.outputs["wheels"]["torch"]
     relevant = {k: v for k, v in build_env.items() if k in _KEY_ENV or k in dict(ctx.plan.recipe.env)}
+    # the env's own paths (CPATH to its torch's nvidia headers) must not keep other envs from sharing
+    relevant = {k: v.replace(str(ctx.layout.prefix), "<prefix>") for k, v in relevant.items()}
     return {
         "extension": name,
         "spec": spec_sha256,
