@@ -34,7 +34,7 @@ GCC12 = PatchContext(facts={**GCC13.facts, "gcc": Version("12.2")}, cxx_standard
 
 HEADER = """\
 /*
- * Copyright (C) test fixture
+ * A leading comment block, where upstream headers keep their licence text
  */
 
 #ifndef ARENA_H_INCLUDED

@@ -1,4 +1,5 @@
-"""Probe for torch-ngp's grid encoder (_gridencoder). For fixed inputs the encoding is linear in
+"""envbuilder's probe for the grid-encoder extension TalkingGaussian builds (module _gridencoder),
+written for envbuilder: it only calls the extension's two entry points. For fixed inputs the encoding is linear in
 the embeddings, y = A e. The probe rebuilds A column by column from forward passes and checks:
 forward(e) == A e; backward(g) == A^T g (the backward kernel is the forward's adjoint); and, for
 linear interpolation on a dense grid, every row of each level's A sums to 1. Prints one JSON line."""
