@@ -13,6 +13,9 @@ from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit
 
 FLAG_64BIT_LINUX = 0x11
 
+# The build's steps in order, as users see them in `plan` and the manifest.
+STEPS = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke", "manifest"]
+
 
 def fatbin_entry(
     kind: int,

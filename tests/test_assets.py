@@ -149,19 +149,15 @@ def test_reading_a_pickle_never_runs_its_code(tmp_path):
     assert formats.describe(formats.load_pickle(data))["v_template"]["class"] in ("posix.system", "os.system")
 
 
+def bfm_variables(tl_rows: int) -> dict[str, np.ndarray]:
+    """Zero arrays shaped like the BFM 2009 .mat variables (53490 vertices, 199 components)."""
+    shapes = {k: (160470, 1) for k in ("shapeMU", "texMU")} | {k: (160470, 199) for k in ("shapePC", "texPC")}
+    shapes |= {k: (199, 1) for k in ("shapeEV", "texEV")} | {"tl": (tl_rows, 3)}
+    return {k: np.zeros(shape, np.float32) for k, shape in shapes.items()}
+
+
 def test_bfm_mat_v5_and_v7_compressed(tmp_path):
-    variables = {
-        k: np.zeros(s, np.float32)
-        for k, s in {
-            "shapeMU": (160470, 1),
-            "shapePC": (160470, 199),
-            "shapeEV": (199, 1),
-            "texMU": (160470, 1),
-            "texPC": (160470, 199),
-            "texEV": (199, 1),
-            "tl": (106466, 3),
-        }.items()
-    }
+    variables = bfm_variables(tl_rows=106466)
     for compressed in (False, True):
         path = tmp_path / f"bfm{compressed}.mat"
         scipy.io.savemat(path, variables, do_compression=compressed)
@@ -279,18 +275,7 @@ def test_install_identifies_by_structure_and_refuses_bad_files(tmp_path):
     mat = tmp_path / "renamed_download.mat"
     scipy.io.savemat(
         mat,
-        {
-            k: np.zeros(s, np.float32)
-            for k, s in {
-                "shapeMU": (160470, 1),
-                "shapePC": (160470, 199),
-                "shapeEV": (199, 1),
-                "texMU": (160470, 1),
-                "texPC": (160470, 199),
-                "texEV": (199, 1),
-                "tl": (10, 3),
-            }.items()
-        },
+        bfm_variables(tl_rows=10),
         do_compression=True,
     )
     (done,), _ = assets.install(RECIPE, root, [mat])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from helpers import fatbin_container, fatbin_entry, make_elf
+from helpers import STEPS, fatbin_container, fatbin_entry, make_elf
 
 VALID = (
     "name: bad\nsummary: x\nsource: {git: 'https://github.com/a/b', commit: %s}\npython: '3.12'\ntorch: {cu130: {torch: '>=2.11'}}\n"
@@ -36,18 +36,7 @@ def test_plan_json_is_the_whole_plan(cuda, tmp_path):
     plan = json.loads(result.stdout)
     assert plan["torch_cuda_arch_list"] == "12.0"
     assert plan["toolkit"]["root"] == str(cuda.root)
-    assert [s["name"] for s in plan["steps"]] == [
-        "toolchain",
-        "sources",
-        "venv",
-        "wheels",
-        "patches",
-        "extensions",
-        "verify",
-        "assets",
-        "smoke",
-        "manifest",
-    ]
+    assert [s["name"] for s in plan["steps"]] == STEPS
     assert all(len(s["key"]) == 16 for s in plan["steps"])
     assert not (tmp_path / "env").exists()  # planning writes nothing
 

@@ -11,7 +11,7 @@ from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.plan import Options, make_plan
 from envbuilder.spec.catalog import Catalog
 
-from helpers import host, toolkit
+from helpers import STEPS, host, toolkit
 
 CANARY = Catalog.default().recipe("canary")
 
@@ -26,18 +26,7 @@ def test_plan_resolves_everything():
     assert p.toolkit.release.public == "13.0"
     assert p.torch.tag == "cu130"
     assert p.build_env == {"CUDA_HOME": "/opt/fake-cuda", "TORCH_CUDA_ARCH_LIST": "12.0", "MAX_JOBS": "8"}
-    assert [s.name for s in p.steps] == [
-        "toolchain",
-        "sources",
-        "venv",
-        "wheels",
-        "patches",
-        "extensions",
-        "verify",
-        "assets",
-        "smoke",
-        "manifest",
-    ]
+    assert [s.name for s in p.steps] == STEPS
     data = json.loads(json.dumps(p.to_json()))
     assert data["provenance"]["arch"] == "--arch"
     assert data["steps"][5]["inputs"]["build_env"]["TORCH_CUDA_ARCH_LIST"] == "12.0"
