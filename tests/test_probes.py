@@ -2,7 +2,8 @@
 on sys.path, so a probe named like the module it tests imports itself instead (this broke
 probes/simple_knn.py on the GPU machine). Each probe here runs against stand-in packages that
 stop it at its first import of the tested module: reaching the stand-in proves the import
-resolves to the installed package. The kernels themselves run on a GPU (verify step)."""
+resolves to the installed package, after torch (a bare extension .so such as _gridencoder links
+libc10.so, which only importing torch loads: found on the GPU machine). The kernels themselves run on a GPU (verify step)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,11 @@ def test_probe_imports_the_installed_module(probe, tmp_path):
     (tmp_path / "torch/__init__.py").write_text("")
     for name in tested:
         (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise SystemExit('reached the installed {name}')\n")
+        (tmp_path / name / "__init__.py").write_text(
+            "import sys\n"
+            f"if 'torch' not in sys.modules: raise SystemExit('{name} imported before torch')\n"
+            f"raise SystemExit('reached the installed {name}')\n"
+        )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
     assert f"reached the installed {tested[0]}" in result.stderr, result.stderr[-2000:]

@@ -6,8 +6,10 @@ Standalone on purpose (imports only torch and the extension); prints one JSON li
 import json
 import sys
 
+import torch  # first, as for every probe: a torch extension needs torch's libraries loaded
+
+# isort: split
 import envbuilder_canary as canary
-import torch
 
 result = {"module": canary.__file__, "nvcc_version": canary.nvcc_version(), "cplusplus": canary.cplusplus}
 if not torch.cuda.is_available():

@@ -7,8 +7,10 @@ linear interpolation on a dense grid, every row of each level's A sums to 1. Pri
 import json
 import math
 
+import torch  # first: _gridencoder is a bare .so linked to libc10.so, which importing torch loads
+
+# isort: split
 import _gridencoder as backend
-import torch
 
 torch.manual_seed(0)
 dev = torch.device("cuda")
