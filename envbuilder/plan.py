@@ -362,9 +362,14 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
         "torch": _pinned(torch_spec),
     }
     chosen = [r for r in recipe.requirements if r.when is None or r.when.evaluate(facts) is not False]
-    requirements = tuple(r.text for r in chosen if not r.no_build_isolation)
     no_isolation = [r.text for r in chosen if r.no_build_isolation]
     extensions = tuple(e for e in recipe.extensions if e.when is None or e.when.evaluate(facts) is not False)
+    # an extension's run-time needs join the recipe's (its wheel installs with --no-deps)
+    requirements = tuple(
+        dict.fromkeys(
+            [r.text for r in chosen if not r.no_build_isolation] + [r for e in extensions for r in e.spec.requires]
+        )
+    )
 
     build_env = {
         "CUDA_HOME": str(toolkit.root),

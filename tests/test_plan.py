@@ -188,3 +188,12 @@ def test_smoke_runs_without_a_data_generator_are_not_possible_yet():
         "not possible"
         not in make_plan(Catalog.default().recipe("4dgaussians"), h, Options(arch="12.0")).step("smoke").summary
     )
+
+
+def test_an_extensions_run_time_needs_join_the_wheels_step():
+    # kaolin's wheel installs with --no-deps; `import kaolin` needs warp-lang and pygltflib (found on the H100)
+    kaolin = Catalog.default().extension("kaolin")
+    assert {"warp-lang", "pygltflib"} <= {r.split(">")[0].split("=")[0] for r in kaolin.requires}
+    p = make_plan(Catalog.default().recipe("disco4d"), host(tools={"git": "/usr/bin/git"}), Options(arch="12.0"))
+    wanted = p.step("wheels").inputs["requirements"]
+    assert set(kaolin.requires) <= set(wanted)

@@ -357,7 +357,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "import"),
-        optional=("envbuilder", "build_requires", "probe", "patches", "license", "source", "build_env"),
+        optional=("envbuilder", "build_requires", "requires", "probe", "patches", "license", "source", "build_env"),
     )
     if "envbuilder" in f:
         _check_envbuilder(f["envbuilder"])
@@ -371,6 +371,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
         build_requires=tuple(n.requirement() for n in f["build_requires"].items())
         if "build_requires" in f
         else ExtensionSpec.build_requires,
+        requires=tuple(n.requirement() for n in f["requires"].items()) if "requires" in f else (),
         probe=_probe(f["probe"]) if "probe" in f else None,
         patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
         license=f["license"].string() if "license" in f else None,

@@ -134,6 +134,9 @@ class ExtensionSpec:
     summary: str
     import_name: str  # module that must import after the build
     build_requires: tuple[str, ...] = ("setuptools", "wheel", "ninja")
+    # what the built package imports at run time: its wheel installs with --no-deps (so pip cannot
+    # swap torch), hence these are installed with the env's requirements
+    requires: tuple[str, ...] = ()
     probe: str | None = None  # envbuilder/probes/probe_<probe>.py, run in the env
     patches: tuple[PatchUse, ...] = ()  # applied with the extension's directory as root
     license: str | None = None
