@@ -261,6 +261,14 @@ CATALOGUE: tuple[Signature, ...] = (
         "bw §3",
     ),
     Signature(
+        "cuda13-template-stub-linkage",
+        r"hidden symbol `[^']+' isn't defined",
+        "CUDA 13 nvcc gives __global__ template host stubs internal linkage; a kernel template instantiated in one .cu and launched from another no longer links (PyTorch3D pulsar).",
+        "compile with nvcc -static-global-template-stub=false (the nvcc-template-stub patch for PyTorch3D; NVCC_APPEND_FLAGS elsewhere).",
+        "envbuilder patch RECIPE --source DIR --apply",
+        "pytorch3d#1998, #2011; NVIDIA blog 'CUDA C++ Compiler Updates Impacting ELF Visibility and Linkage'",
+    ),
+    Signature(
         "cuda-library-header-missing",
         r"fatal error: (cusparse|cublas_v2|cublas|cublasLt|cusolverDn|curand|cufft|cudnn|nccl)\.h: No such file",
         "the CUDA toolkit has no math-library headers (a minimal or PyPI-assembled toolkit); ATen/cuda headers include them.",

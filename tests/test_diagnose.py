@@ -35,6 +35,7 @@ SAMPLES = {
     "cuda-home-unset": "OSError: CUDA_HOME environment variable is not set. Please set it to your CUDA install root.",
     "nvcc-not-found": "RuntimeError: nvcc not found at '/usr/local/bin/nvcc'",
     "cannot-find-cudart": "/usr/bin/ld: cannot find -lcudart: No such file or directory",
+    "cuda13-template-stub-linkage": "/usr/bin/ld: build/lib/pytorch3d/_C.so: hidden symbol `_ZN6pulsar8Renderer7fill_bgILb1EEEvNS0_8RendererENS_7CamInfoEPKffj' isn't defined",
     "cuda-library-header-missing": "CUDAContextLight.h:10:10: fatal error: cusparse.h: No such file or directory",
     "mmcv-config-moved": "AttributeError: module 'mmcv' has no attribute 'Config'",
     "iteration-window": "ZeroDivisionError: division by zero",
