@@ -247,7 +247,7 @@ def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet():
     from envbuilder.steps import smoke as smoke_step
 
     notes: list[str] = []
-    ctx = SimpleNamespace(plan=SimpleNamespace(recipe=Catalog.default().recipe("talkinggaussian")), note=notes.append)
+    ctx = SimpleNamespace(plan=SimpleNamespace(recipe=Catalog.default().recipe("gaussiantalker")), note=notes.append)
     out = smoke_step.run(ctx, {"enabled": True, "gpus": ["NVIDIA H100"], "stub_assets": False})  # type: ignore[arg-type]
-    assert out["exit_code"] == 0 and "talking-head" in out["skipped"]
+    assert out["exit_code"] == 0 and "gaussiantalker" in out["skipped"]
     assert notes and "not possible yet" in notes[0]
