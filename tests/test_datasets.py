@@ -82,3 +82,40 @@ def test_talking_head_masks_landmarks_and_units_fit_the_reader(talking_head):
 
     audio = np.load(out / "aud_ds.npy")
     assert audio.shape == (facts["frames"], 16, 29) and audio.dtype == np.float32 and np.isfinite(audio).all()
+
+
+def test_talking_head_tracks_put_the_head_on_the_drawn_face(tmp_path):
+    """track_params.pt is written through the env's torch; a stand-in torch records what it gets."""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import pickle\n"
+        "def from_numpy(a):\n    return a\n"
+        "def save(obj, path):\n    with open(path, 'wb') as f:\n        pickle.dump(obj, f)\n"
+    )
+    out = tmp_path / "data"
+    script = datasets.script("talking-head")
+    env = {"PYTHONPATH": str(tmp_path / "fake")}
+    subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, timeout=120, check=True)
+    import pickle
+
+    with (out / "track_params.pt").open("rb") as f:
+        tracks = pickle.load(f)  # written just above by the stand-in torch
+    n = len(json.loads((out / "transforms_train.json").read_text())["frames"]) + 4
+    assert tracks["euler"].shape == (n, 3) and tracks["trans"].shape == (n, 3)
+    assert tracks["vertices"].shape[0] == n and tracks["vertices"].shape[2] == 3
+    assert {v.dtype for v in tracks.values()} == {np.dtype(np.float32)}  # euler2rot concatenates with float32 ones
+    assert set(np.load(out / "track_params.npz").files) == set(tracks)
+
+    # GaussianTalker's camera for euler 0: world-to-camera rotation diag(1, -1, -1), translation
+    # (t_x, -t_y, -t_z); its first points are the mean vertices. They must land on the drawn head.
+    doc = json.loads((out / "transforms_train.json").read_text())
+    t = tracks["trans"][0]
+    cam = tracks["vertices"].mean(0) * [1, -1, -1] + [t[0], -t[1], -t[2]]
+    assert (cam[:, 2] > 0).all()
+    u = doc["focal_len"] * cam[:, 0] / cam[:, 2] + doc["cx"]
+    v = doc["focal_len"] * cam[:, 1] / cam[:, 2] + doc["cy"]
+    parsing = image(out / "parsing" / "0.png")[2]
+    head = (parsing == (0, 0, 255)).all(-1) | (parsing == (100, 100, 100)).all(-1)
+    inside = head[v.round().astype(int).clip(0, 255), u.round().astype(int).clip(0, 255)]
+    assert inside.mean() > 0.9

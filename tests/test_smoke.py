@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder import smoke
+from envbuilder import datasets, smoke
 from envbuilder.spec.catalog import Catalog
 
 from conftest import run_cli
@@ -240,14 +240,28 @@ def test_recipes_declare_checks_that_parse(tmp_path):
     assert result.returncode == 2 and "x.yaml:10" in result.stderr and "exactly one group" in result.stderr
 
 
-def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet():
+def later_data_recipe(tmp_path: Path):
+    """The smoke fixture recipe, naming a data generator this envbuilder does not have."""
+    fake_env(tmp_path)
+    path = tmp_path / "recipes" / "smoke-fixture.yaml"
+    path.write_text(path.read_text().replace("data: dnerf", "data: talking-head-v9"))
+    return Catalog.default([tmp_path]).recipe("smoke-fixture")
+
+
+def test_every_shipped_recipe_names_a_generator_that_exists():
+    for name in ("4dgaussians", "talkinggaussian", "gaussiantalker", "cap4d", "disco4d"):
+        smoke_spec = Catalog.default().recipe(name).smoke
+        assert smoke_spec is not None and datasets.not_written_yet(smoke_spec.data) is None, name
+
+
+def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet(tmp_path):
     """Even on a GPU machine: the env is built and verified, so the build must not fail on it."""
     from types import SimpleNamespace
 
     from envbuilder.steps import smoke as smoke_step
 
     notes: list[str] = []
-    ctx = SimpleNamespace(plan=SimpleNamespace(recipe=Catalog.default().recipe("gaussiantalker")), note=notes.append)
+    ctx = SimpleNamespace(plan=SimpleNamespace(recipe=later_data_recipe(tmp_path)), note=notes.append)
     out = smoke_step.run(ctx, {"enabled": True, "gpus": ["NVIDIA H100"], "stub_assets": False})  # type: ignore[arg-type]
-    assert out["exit_code"] == 0 and "gaussiantalker" in out["skipped"]
+    assert out["exit_code"] == 0 and "talking-head-v9" in out["skipped"]
     assert notes and "not possible yet" in notes[0]

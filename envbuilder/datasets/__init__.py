@@ -11,7 +11,7 @@ GENERATORS = {"dnerf": "dnerf.py", "talking-head": "talking_head.py"}
 
 def not_written_yet(name: str | None) -> str | None:
     """Why a recipe's smoke run cannot start yet: its data generator is still to be written
-    (GaussianTalker's reader wants track_params.pt and audio files on top of the talking-head set)."""
+    (a recipe may name one that a later envbuilder provides)."""
     if name is None or name in GENERATORS:
         return None
     return f"envbuilder has no synthetic {name!r} data generator yet (known: {', '.join(GENERATORS)})"

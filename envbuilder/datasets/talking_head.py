@@ -11,6 +11,12 @@ Layout (what TalkingGaussian's reader expects, research notes §B.2):
     (bool), ori_imgs/<id>.lms (68 x 2 landmarks, x y per line) and ori_imgs/<id>.jpg;
   aud_ds.npy: DeepSpeech-shaped features [frames, 16, 29];
   au.csv: OpenFace action units, columns with their leading space (" AU25_r").
+GaussianTalker's reader also takes cx and cy from the JSON (image size 2*cx x 2*cy), the frames
+from ori_imgs/<id>.jpg, and track_params.pt (torch.save of float32 tensors euler [N,3], trans
+[N,3] and vertices [N,V,3], indexed by img_id; its initial points are the mean vertices). The
+tracks put the head at 1 unit in front of the camera: GaussianTalker turns trans into the camera
+translation (t_x, -t_y, -t_z), so trans z is -1. They are written when torch is importable (the
+env's Python always has it) and as track_params.npz in any case.
 The mouth opening and AU25/AU45 are the same in every frame: TalkingGaussian's warm-up loops
 search for frames in a window around them and spin forever on arbitrary values. Frames differ by
 a small camera translation (a zero camera spread gives a zero position learning rate).
@@ -116,6 +122,24 @@ def draw(s, masks, rng):
     return background, frame, torso, parsing
 
 
+def head_tracks(n, focal, s, rng):
+    """Face-tracker output for a still head: points on the front of an ellipsoid that projects onto
+    the drawn face (centre 10 px above the image centre, semi-axes 58 x 74 px at 256 px)."""
+    k = s / 256
+    v = 3000
+    theta = rng.uniform(-0.5 * math.pi, 0.5 * math.pi, v)  # the front half, facing the camera
+    phi = np.arccos(rng.uniform(-1.0, 1.0, v))
+    axes = np.array([58 * k / focal, 74 * k / focal, 0.06])
+    unit = np.stack([np.sin(phi) * np.sin(theta), np.cos(phi), np.sin(phi) * np.cos(theta)], axis=1)
+    head = unit * axes + [0.0, 10 * k / focal, 0.0]
+    trans = np.tile([0.0, 0.0, -1.0], (n, 1)) + np.stack([0.003 * np.sin(np.arange(n)), np.zeros(n), np.zeros(n)], 1)
+    return {
+        "euler": np.zeros((n, 3), dtype=np.float32),
+        "trans": trans.astype(np.float32),
+        "vertices": np.broadcast_to(head, (n, v, 3)).astype(np.float32),
+    }
+
+
 def write(out, n_train, n_val, s, seed):
     rng = np.random.default_rng(seed)
     masks, lms = face_parts(s)
@@ -136,6 +160,14 @@ def write(out, n_train, n_val, s, seed):
     rows = [f"{i}," + ",".join(str(v) for v in AUS.values()) for i in range(n)]
     (out / "au.csv").write_text("\n".join([header, *rows]) + "\n")
     focal = 600.0 * s / 256  # the random initial points (a +-0.1 cube at 1 unit) cover the face
+    tracks = head_tracks(n, focal, s, rng)
+    np.savez(out / "track_params.npz", **tracks)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.save({k: torch.from_numpy(v) for k, v in tracks.items()}, out / "track_params.pt")
     for split, ids in (("train", range(n_train)), ("val", range(n_train, n))):
         frames = []
         for i in ids:
