@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _catalog(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from envbuilder.spec.catalog import Catalog
+    from envbuilder.recipe.catalog import Catalog
 
     return Catalog.default(args.recipes)
 
@@ -233,7 +233,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from envbuilder import report
-    from envbuilder.spec.model import GitSource
+    from envbuilder.recipe.model import GitSource
 
     recipe = _catalog(args).recipe(args.recipe)
     source = recipe.source.to_json()
@@ -259,10 +259,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             {
                 "name": e.name,
                 "path": e.path,
-                "import": e.spec.import_name,
-                "summary": e.spec.summary,
-                "source": e.spec.source.to_json() if e.spec.source else None,
-                "patches": [p.name for p in e.spec.patches],
+                "import": e.extension.import_name,
+                "summary": e.extension.summary,
+                "source": e.extension.source.to_json() if e.extension.source else None,
+                "patches": [p.name for p in e.extension.patches],
                 "when": str(e.when) if e.when else None,
             }
             for e in recipe.extensions
@@ -297,9 +297,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for r in recipe.requirements
     ]
     for e in recipe.extensions:
-        where = f"from {e.spec.source.url} @ {e.spec.source.commit[:12]}" if e.spec.source else f"at {e.path}"
-        fixes = f" (patches: {', '.join(p.name for p in e.spec.patches)})" if e.spec.patches else ""
-        rows.append(("extension", f"{e.name} {where}, import {e.spec.import_name}{fixes}"))
+        where = f"from {e.extension.source.url} @ {e.extension.source.commit[:12]}" if e.extension.source else f"at {e.path}"
+        fixes = f" (patches: {', '.join(p.name for p in e.extension.patches)})" if e.extension.patches else ""
+        rows.append(("extension", f"{e.name} {where}, import {e.extension.import_name}{fixes}"))
     for p in recipe.patches:
         rows.append(("patch", f"{p.name} on {', '.join(p.targets)}" + (f" when {p.condition}" if p.condition else "")))
     for a in recipe.assets:
@@ -321,7 +321,7 @@ def _make_plan(args: argparse.Namespace, plan_only: bool = False):  # type: igno
     from envbuilder.host import discover
     from envbuilder.host.toolchain import Interpreter, interpreter_facts
     from envbuilder.plan import Options, make_plan
-    from envbuilder.spec.model import PathSource
+    from envbuilder.recipe.model import PathSource
 
     recipe = _catalog(args).recipe(args.recipe)
     extra_toolkits = [(Path(args.cuda), "--cuda")] if args.cuda and "/" in args.cuda else None
@@ -636,8 +636,8 @@ def _patch_context(args: argparse.Namespace) -> Any:
     if args.torch:
         torch = Version(args.torch)
     else:  # find torch without importing it (imports cost seconds and may not even work here)
-        spec = importlib.util.find_spec("torch")
-        torch_dir = Path(spec.origin).parent if spec and spec.origin else None
+        found = importlib.util.find_spec("torch")
+        torch_dir = Path(found.origin).parent if found and found.origin else None
         torch = patching.torch_version_of(torch_dir) if torch_dir else None
     standard = (patching.torch_cxx_standard(torch_dir) if torch_dir else None) or (
         compat.cxx_standard(torch) if torch else None
@@ -668,10 +668,10 @@ def cmd_patch(args: argparse.Namespace) -> int:
     context = _patch_context(args)
     sets = [(".", recipe.patches)] if recipe.patches else []
     for ext in recipe.extensions:
-        if ext.spec.source is not None:
+        if ext.extension.source is not None:
             continue  # its own repository (pytorch3d, gsplat), not part of the method's clone
-        if ext.spec.patches and (ext.when is None or ext.when.evaluate(context.facts) is not False):
-            sets.append((ext.path, ext.spec.patches))
+        if ext.extension.patches and (ext.when is None or ext.when.evaluate(context.facts) is not False):
+            sets.append((ext.path, ext.extension.patches))
     results: list[dict[str, Any]] = []
     diff_text = ""
     if args.mode == "revert":
@@ -860,7 +860,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from envbuilder import doctor, report
     from envbuilder.host import discover
     from envbuilder.host.compat import parse_arch_list
-    from envbuilder.spec.catalog import Catalog
+    from envbuilder.recipe.catalog import Catalog
 
     host = discover(gpus=True)
     if args.arch:

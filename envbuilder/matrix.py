@@ -7,7 +7,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from envbuilder.spec.model import Recipe
+from envbuilder.recipe.model import Recipe
 
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 

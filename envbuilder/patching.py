@@ -24,8 +24,8 @@ from typing import Any
 from packaging.version import Version
 
 from envbuilder.errors import EnvbuilderError
-from envbuilder.spec.conditions import Facts
-from envbuilder.spec.model import PatchSpec, PatchUse
+from envbuilder.recipe.when import Facts
+from envbuilder.recipe.model import Patch, PatchUse
 
 RECORD = ".envbuilder-patches.json"
 BACKUPS = ".envbuilder-patches"
@@ -155,17 +155,17 @@ def insertion_index(lines: list[str]) -> int:
     return last_head + 1 if last_head is not None else 0
 
 
-def _apply_include(text: str, spec: PatchSpec) -> str | None:
+def _apply_include(text: str, patch: Patch) -> str | None:
     """The new text, or None when the header (or an equivalent) is already included."""
-    assert spec.header
-    if set(includes(text)) & {spec.header, *spec.satisfied_by}:
+    assert patch.header
+    if set(includes(text)) & {patch.header, *patch.satisfied_by}:
         return None
     nl = _newline(text)
     lines = text.splitlines(keepends=True)
     at = insertion_index(lines)
     if at > 0 and not lines[at - 1].endswith(("\n", "\r")):
         lines[at - 1] += nl
-    lines.insert(at, f"#include <{spec.header}>{nl}")
+    lines.insert(at, f"#include <{patch.header}>{nl}")
     return "".join(lines)
 
 
@@ -220,14 +220,14 @@ def torch_cxx_standard(torch_dir: Path) -> str | None:
     return f"c++{m.group(1)}" if m else None
 
 
-def _apply_cxx(text: str, spec: PatchSpec, rel: str, target: str) -> str | None:
+def _apply_cxx(text: str, patch: Patch, rel: str, target: str) -> str | None:
     level = STD_LEVEL[target.removeprefix("c++")]
     code = blank_hash_comments(text) if rel.endswith((".py", ".cmake", "CMakeLists.txt")) else text
     found = [(m, STD_LEVEL[m.group("ver")]) for m in STD_FLAG_RE.finditer(code)]
     found += [(m, int(m.group("ver"))) for m in CMAKE_STD_RE.finditer(code)]
     if not found:
         raise PatchError(
-            f"patch {spec.name}: {rel}: expected a forced C++ standard (-std=c++14 or CMAKE_CXX_STANDARD 14), found none",
+            f"patch {patch.name}: {rel}: expected a forced C++ standard (-std=c++14 or CMAKE_CXX_STANDARD 14), found none",
             hint="the file changed from what the recipe expects; check the pinned commit",
         )
     if all(lvl >= level for _, lvl in found):
@@ -248,27 +248,27 @@ def _apply_cxx(text: str, spec: PatchSpec, rel: str, target: str) -> str | None:
 # --- replace ------------------------------------------------------------------------------------
 
 
-def _apply_replace(text: str, spec: PatchSpec, rel: str) -> str | None:
-    assert spec.find is not None and spec.replace is not None
-    expected = dict(spec.counts).get(rel, spec.count)
-    if spec.regex:
-        pattern = re.compile(spec.find, re.MULTILINE)
+def _apply_replace(text: str, patch: Patch, rel: str) -> str | None:
+    assert patch.find is not None and patch.replace is not None
+    expected = dict(patch.counts).get(rel, patch.count)
+    if patch.regex:
+        pattern = re.compile(patch.find, re.MULTILINE)
         starts = [m.start() for m in pattern.finditer(text)]
     else:
-        starts, at = [], text.find(spec.find)
+        starts, at = [], text.find(patch.find)
         while at >= 0:
             starts.append(at)
-            at = text.find(spec.find, at + max(1, len(spec.find)))
-    check = spec.check if spec.check is not None else (spec.replace if not spec.regex and spec.replace else None)
+            at = text.find(patch.find, at + max(1, len(patch.find)))
+    check = patch.check if patch.check is not None else (patch.replace if not patch.regex and patch.replace else None)
     if len(starts) == expected:
-        if spec.regex:
-            return pattern.sub(spec.replace, text, count=expected)
-        return text.replace(spec.find, spec.replace, expected)
+        if patch.regex:
+            return pattern.sub(patch.replace, text, count=expected)
+        return text.replace(patch.find, patch.replace, expected)
     if not starts and check and check in text:
         return None
     lines = ", ".join(str(text.count("\n", 0, s) + 1) for s in starts[:10])
     raise PatchError(
-        f"patch {spec.name}: {rel}: expected {expected} match(es) of {spec.find!r}, found {len(starts)}"
+        f"patch {patch.name}: {rel}: expected {expected} match(es) of {patch.find!r}, found {len(starts)}"
         + (f" (lines {lines})" if starts else ""),
         hint="the file changed from what the recipe expects (drifted); update the patch or the pinned commit",
     )
@@ -378,22 +378,22 @@ def compute(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: Pa
     original: dict[str, bytes] = {}
     outcomes = []
     for use in uses:
-        spec = use.spec
+        patch = use.patch
         condition = use.condition
         decided = condition.evaluate(context.facts) if condition else True
         if decided is False:
-            outcomes.append(Outcome(spec.name, "skipped", f"when {condition} is false here"))
+            outcomes.append(Outcome(patch.name, "skipped", f"when {condition} is false here"))
             continue
-        if spec.kind == "diff":
-            assert spec.diff is not None
-            per_file = parse_diff(spec.diff.read_text(errors="surrogateescape"), spec.strip, spec.name)
+        if patch.kind == "diff":
+            assert patch.diff is not None
+            per_file = parse_diff(patch.diff.read_text(errors="surrogateescape"), patch.strip, patch.name)
             paths = []
             for rel in per_file:
                 path = root / rel
                 if not path.is_file():
-                    raise PatchError(f"patch {spec.name}: the diff edits {rel}, which is not under {root}")
+                    raise PatchError(f"patch {patch.name}: the diff edits {rel}, which is not under {root}")
                 if not path.resolve().is_relative_to(root.resolve()):
-                    raise PatchError(f"patch {spec.name}: {rel} leads outside the source root")
+                    raise PatchError(f"patch {patch.name}: {rel} leads outside the source root")
                 paths.append(path)
         else:
             paths = targets(root, use)
@@ -402,28 +402,28 @@ def compute(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: Pa
             rel = path.relative_to(root).as_posix()
             if rel not in working:
                 original[rel] = path.read_bytes()
-                working[rel] = _decode(original[rel], spec.name, rel)
+                working[rel] = _decode(original[rel], patch.name, rel)
             text = working[rel]
-            if spec.kind == "include":
-                new = _apply_include(text, spec)
-            elif spec.kind == "cxx-standard":
-                target = spec.standard if spec.standard != "auto" else context.cxx_standard
+            if patch.kind == "include":
+                new = _apply_include(text, patch)
+            elif patch.kind == "cxx-standard":
+                target = patch.standard if patch.standard != "auto" else context.cxx_standard
                 if target is None:
                     raise PatchError(
-                        f"patch {spec.name}: cannot tell which C++ standard torch needs (no torch found)",
+                        f"patch {patch.name}: cannot tell which C++ standard torch needs (no torch found)",
                         hint="install torch in the env first, or pass --torch VERSION",
                     )
-                new = _apply_cxx(text, spec, rel, target)
-            elif spec.kind == "replace":
-                new = _apply_replace(text, spec, rel)
+                new = _apply_cxx(text, patch, rel, target)
+            elif patch.kind == "replace":
+                new = _apply_replace(text, patch, rel)
             else:
-                new = _apply_hunks(text, per_file[rel], spec.name, rel)
+                new = _apply_hunks(text, per_file[rel], patch.name, rel)
             if new is not None and new != text:
                 changes.append(Change(rel, _encode(text), _encode(new)))
                 working[rel] = new
         status = "apply" if changes else "already applied"
         reason = "" if decided else f"applied although {context.describe_unknown()} is not known yet"
-        outcomes.append(Outcome(spec.name, status, reason, changes))
+        outcomes.append(Outcome(patch.name, status, reason, changes))
     return outcomes
 
 
@@ -482,7 +482,7 @@ def _ignore_in_git(root: Path) -> None:
 
 
 def patch_set_id(uses: tuple[PatchUse, ...] | list[PatchUse], outcomes: list[Outcome]) -> list[dict[str, str]]:
-    return [{"name": u.name, "sha256": u.spec.sha256, "status": o.status} for u, o in zip(uses, outcomes, strict=True)]
+    return [{"name": u.name, "sha256": u.patch.sha256, "status": o.status} for u, o in zip(uses, outcomes, strict=True)]
 
 
 def apply(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: PatchContext) -> list[Outcome]:
@@ -491,7 +491,7 @@ def apply(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: Patc
     record = read_record(root)
     if record is not None:
         outcomes_now = _recorded_state(root, record)
-        wanted = [{"name": u.name, "sha256": u.spec.sha256} for u in uses]
+        wanted = [{"name": u.name, "sha256": u.patch.sha256} for u in uses]
         recorded = [{"name": p["name"], "sha256": p["sha256"]} for p in record["patches"]]
         if record.get("state") == "applied" and outcomes_now and recorded == wanted:
             return [Outcome(p["name"], "already applied", "recorded in " + RECORD) for p in record["patches"]]

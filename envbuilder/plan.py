@@ -21,8 +21,8 @@ from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit, compat
 from envbuilder.host.compat import Arch
 from envbuilder.paths import default_prefix
-from envbuilder.spec.conditions import parse_specifier
-from envbuilder.spec.model import ExtensionUse, GitSource, PathSource, Recipe, TorchVariant
+from envbuilder.recipe.when import parse_specifier
+from envbuilder.recipe.model import ExtensionUse, GitSource, PathSource, Recipe, TorchVariant
 
 # Steps that run on every build: what they look at changes outside envbuilder (asset files).
 VOLATILE = frozenset({"assets"})
@@ -117,7 +117,7 @@ class Plan:
             "python": self.interpreter.to_json(),
             "torch": self.torch.to_json(),
             "requirements": list(self.requirements),
-            "extensions": [{"name": e.name, "path": e.path, "import": e.spec.import_name} for e in self.extensions],
+            "extensions": [{"name": e.name, "path": e.path, "import": e.extension.import_name} for e in self.extensions],
             "jobs": self.jobs,
             "installer": self.installer,
             "system_site_packages": self.system_site_packages,
@@ -344,7 +344,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             "('exception specification is incompatible ... cospi'); CUDA 13 does not"
         )
     if (
-        isinstance(recipe.source, GitSource) or any(e.spec.source for e in recipe.extensions)
+        isinstance(recipe.source, GitSource) or any(e.extension.source for e in recipe.extensions)
     ) and "git" not in host.tools:
         raise ToolNotFound("git is not on PATH and the recipe's source is a git repository", hint="install git")
 
@@ -367,7 +367,7 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
     # an extension's run-time needs join the recipe's (its wheel installs with --no-deps)
     requirements = tuple(
         dict.fromkeys(
-            [r.text for r in chosen if not r.no_build_isolation] + [r for e in extensions for r in e.spec.requires]
+            [r.text for r in chosen if not r.no_build_isolation] + [r for e in extensions for r in e.extension.requires]
         )
     )
 
@@ -393,12 +393,12 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             source_inputs["fallbacks"] = [[f.path, f.commit] for f in recipe.source.fallbacks]
     else:
         source_inputs = {"path": str(recipe.source.path), "digest": options.source_digest}
-    own_sources = {e.name: [e.spec.source.url, e.spec.source.commit] for e in extensions if e.spec.source}
+    own_sources = {e.name: [e.extension.source.url, e.extension.source.commit] for e in extensions if e.extension.source}
     if own_sources:
         source_inputs["extensions"] = own_sources
-    build_requires = sorted({r for e in extensions for r in e.spec.build_requires})
+    build_requires = sorted({r for e in extensions for r in e.extension.build_requires})
     ext_inputs = [
-        {"name": e.name, "path": e.path, "import": e.spec.import_name, "spec_sha256": e.spec.sha256} for e in extensions
+        {"name": e.name, "path": e.path, "import": e.extension.import_name, "spec_sha256": e.extension.sha256} for e in extensions
     ]
     inputs: list[tuple[str, str, dict[str, object]]] = [
         (
@@ -454,8 +454,8 @@ def make_plan(recipe: Recipe, host: HostFacts, options: Options) -> Plan:
             + ("; probes run on the GPU" if host.gpus else "; no GPU here: kernel probes skipped"),
             {
                 "archs": [str(a) for a in archs],
-                "modules": [e.spec.import_name for e in extensions],
-                "probes": [e.spec.probe for e in extensions if e.spec.probe],
+                "modules": [e.extension.import_name for e in extensions],
+                "probes": [e.extension.probe for e in extensions if e.extension.probe],
                 "gpus": [g.name for g in host.gpus],
             },
         ),
@@ -526,7 +526,7 @@ def _smoke_inputs(recipe: Recipe, options: Options, host: HostFacts) -> dict[str
 
 
 def _patch_inputs(recipe: Recipe, extensions: tuple[ExtensionUse, ...], archs: tuple[Arch, ...]) -> dict[str, object]:
-    sets = [(".", recipe.patches)] + [(e.path, e.spec.patches) for e in extensions]
+    sets = [(".", recipe.patches)] + [(e.path, e.extension.patches) for e in extensions]
     by_arch = any(u.condition and "arch" in u.condition.variables() for _, uses in sets for u in uses)
     listed = [
         {
@@ -534,7 +534,7 @@ def _patch_inputs(recipe: Recipe, extensions: tuple[ExtensionUse, ...], archs: t
             "patches": [
                 {
                     "name": u.name,
-                    "sha256": u.spec.sha256,
+                    "sha256": u.patch.sha256,
                     "files": list(u.targets),
                     "when": str(u.condition) if u.condition else None,
                 }
@@ -552,7 +552,7 @@ def _patches_summary(
     recipe: Recipe, extensions: tuple[ExtensionUse, ...], facts: dict[str, Version | list[Version] | None]
 ) -> str:
     parts = []
-    for owner, uses in [(recipe.name, recipe.patches)] + [(e.name, e.spec.patches) for e in extensions]:
+    for owner, uses in [(recipe.name, recipe.patches)] + [(e.name, e.extension.patches) for e in extensions]:
         for u in uses:
             decided = u.condition.evaluate(facts) if u.condition else True
             mark = (

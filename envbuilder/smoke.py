@@ -25,7 +25,7 @@ from envbuilder import assets, datasets, proc
 from envbuilder.context import Layout
 from envbuilder.errors import CommandFailed, EnvbuilderError, InputError
 from envbuilder.paths import probes_dir
-from envbuilder.spec.model import Recipe, Smoke, SmokeFile, SmokeStep
+from envbuilder.recipe.model import Recipe, Smoke, SmokeFile, SmokeStep
 
 
 class SmokeError(EnvbuilderError):

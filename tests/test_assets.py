@@ -24,7 +24,7 @@ from envbuilder import assets
 from envbuilder.assets import formats, validators
 from envbuilder.assets.fetch import DownloadError, download
 from envbuilder.errors import EnvbuilderError
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 
 from conftest import run_cli
 

@@ -14,7 +14,7 @@ from envbuilder.context import Context
 from envbuilder.errors import CommandFailed, EnvLocked, InputError, StepFailed
 from envbuilder.execute import EnvLock, execute
 from envbuilder.plan import Options, make_plan
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 
 from helpers import host
 

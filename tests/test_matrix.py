@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from envbuilder import matrix
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 
 from conftest import run_cli
 

@@ -14,9 +14,9 @@ from packaging.version import Version
 from envbuilder import patching
 from envbuilder.errors import SpecError
 from envbuilder.patching import PatchContext, PatchError
-from envbuilder.spec.catalog import Catalog, DataRoot
-from envbuilder.spec.conditions import parse_condition
-from envbuilder.spec.model import PatchUse
+from envbuilder.recipe.catalog import Catalog, DataRoot
+from envbuilder.recipe.when import parse_condition
+from envbuilder.recipe.model import PatchUse
 
 from conftest import run_cli
 
@@ -55,11 +55,11 @@ uint32_t* counts;
 
 
 def builtin(name: str) -> PatchUse:
-    return PatchUse(spec=Catalog.default().patch(name))
+    return PatchUse(patch=Catalog.default().patch(name))
 
 
 def use(name: str, files: tuple[str, ...] = (), when=None) -> PatchUse:
-    return PatchUse(spec=Catalog.default().patch(name), files=files, when=when)
+    return PatchUse(patch=Catalog.default().patch(name), files=files, when=when)
 
 
 def tree(tmp_path: Path, files: dict[str, str | bytes]) -> Path:
@@ -129,7 +129,7 @@ def test_when_false_skips(tmp_path):
     old_cuda = PatchContext(facts={**GCC13.facts, "cuda": Version("12.4")}, cxx_standard="c++17")
     (outcome,) = patching.compute(root, [builtin("cfloat")], old_cuda)
     assert outcome.status == "skipped" and "cuda >=12.5" in outcome.reason
-    gcc12 = PatchUse(spec=Catalog.default().patch("cstdint"), when=parse_condition({"gcc": ">=13"}))
+    gcc12 = PatchUse(patch=Catalog.default().patch("cstdint"), when=parse_condition({"gcc": ">=13"}))
     (outcome,) = patching.compute(root, [gcc12], GCC12)
     assert outcome.status == "skipped" and "gcc >=13" in outcome.reason
 
@@ -312,7 +312,7 @@ count: 2
 
 def test_replace_counts(tmp_path):
     c = user_patches(tmp_path, {"np-float.yaml": REPLACE})
-    u = PatchUse(spec=c.patch("np-float"))
+    u = PatchUse(patch=c.patch("np-float"))
     root = tree(tmp_path, {"feat.py": "a = x.astype(np.float)\nb = y.astype(np.float)\n"})
     patching.apply(root, [u], GCC13)
     assert (root / "feat.py").read_text() == "a = x.astype(float)\nb = y.astype(float)\n"
@@ -343,7 +343,7 @@ def test_regex_replace(tmp_path):
             """
         },
     )
-    u = PatchUse(spec=c.patch("load"))
+    u = PatchUse(patch=c.patch("load"))
     root = tree(tmp_path, {"train.py": "ckpt = torch.load(path)\n"})
     patching.apply(root, [u], GCC13)
     assert (root / "train.py").read_text() == "ckpt = torch.load(path, weights_only=False)\n"
@@ -383,7 +383,7 @@ def diff_catalog(tmp_path: Path, diff: str = DIFF, sha: str | None = None) -> Ca
 
 
 def test_diff_applies_detects_reapplication_and_drift(tmp_path):
-    u = PatchUse(spec=diff_catalog(tmp_path).patch("add-cfloat"))
+    u = PatchUse(patch=diff_catalog(tmp_path).patch("add-cfloat"))
     root = tree(tmp_path, {"kernel.cu": "#include <vector>\n\nfloat m = FLT_MAX;\n"})
     patching.apply(root, [u], GCC13)
     assert (root / "kernel.cu").read_text() == "#include <vector>\n#include <cfloat>\n\nfloat m = FLT_MAX;\n"

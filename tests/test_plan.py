@@ -9,7 +9,7 @@ import pytest
 
 from envbuilder.errors import CompatError, InputError, ToolNotFound
 from envbuilder.plan import Options, make_plan
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 
 from helpers import STEPS, host, toolkit
 

@@ -7,8 +7,8 @@ import pytest
 from packaging.version import Version
 
 from envbuilder.plan import Options, make_plan
-from envbuilder.spec.catalog import Catalog
-from envbuilder.spec.model import GitSource
+from envbuilder.recipe.catalog import Catalog
+from envbuilder.recipe.model import GitSource
 
 from helpers import host, toolkit
 
@@ -29,8 +29,8 @@ def test_recipe_is_complete(name):
     assert {v.tag for v in recipe.torch} == {"cu128", "cu130"}
     assert recipe.extensions and recipe.smoke and recipe.notes
     for ext in recipe.extensions:
-        assert ext.spec.import_name
-        assert all(len(p.spec.sha256) == 64 for p in ext.spec.patches)
+        assert ext.extension.import_name
+        assert all(len(p.patch.sha256) == 64 for p in ext.extension.patches)
     names = [a.name for a in recipe.assets]
     assert len(names) == len(set(names))
     for asset in recipe.assets:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envbuilder import datasets, smoke
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 
 from conftest import run_cli
 

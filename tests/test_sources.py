@@ -12,7 +12,7 @@ from envbuilder.cache import tree_digest
 from envbuilder.context import Context, Layout
 from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
-from envbuilder.spec.catalog import Catalog
+from envbuilder.recipe.catalog import Catalog
 from envbuilder.steps import sources
 
 from helpers import git, host, make_repo, write_recipe

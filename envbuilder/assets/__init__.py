@@ -20,7 +20,7 @@ from typing import Any
 
 from envbuilder.assets.validators import FLAME_VARIANTS, sha, validate
 from envbuilder.errors import EXIT_BLOCKED_ON_ASSETS, EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
-from envbuilder.spec.model import Asset, Recipe
+from envbuilder.recipe.model import Asset, Recipe
 
 REGISTRY = ".envbuilder-assets.json"
 PROBLEMS = ("empty", "html-page", "wrong-structure", "checksum-mismatch", "truncated")

@@ -12,7 +12,7 @@ from typing import Any
 
 from envbuilder.assets import formats
 from envbuilder.assets.formats import Finding, UnreadableFile
-from envbuilder.spec.model import Asset
+from envbuilder.recipe.model import Asset
 
 # key -> expected shape; None in a shape means "any size along this axis".
 Shape = tuple[int | None, ...]

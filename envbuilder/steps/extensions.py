@@ -40,8 +40,8 @@ def run(ctx: Context, inputs: Data) -> Data:
         if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
             raise InputError(f"extension {ext['name']}: no setup.py or pyproject.toml in {source}")
         shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
-        build_env = {**env, **dict(use.spec.build_env)}
-        key_inputs = _key_inputs(ctx, ext["name"], use.spec.sha256, source, build_env)
+        build_env = {**env, **dict(use.extension.build_env)}
+        key_inputs = _key_inputs(ctx, ext["name"], use.extension.sha256, source, build_env)
         key = cache.wheel_key(key_inputs)
         started = time.monotonic()
         cached, why = store.lookup(key, ctx.plan.archs)

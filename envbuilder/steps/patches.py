@@ -14,14 +14,14 @@ from packaging.version import Version
 from envbuilder import patching
 from envbuilder.context import Context, Data
 from envbuilder.host import compat
-from envbuilder.spec.model import PatchUse
+from envbuilder.recipe.model import PatchUse
 from envbuilder.steps.sources import extension_dir
 
 
 def patch_sets(ctx: Context) -> list[tuple[Path, tuple[PatchUse, ...]]]:
     sources = ctx.outputs["sources"]
     sets = [(Path(sources["root"]), ctx.plan.recipe.patches)] if ctx.plan.recipe.patches else []
-    sets += [(extension_dir(sources, e), e.spec.patches) for e in ctx.plan.extensions if e.spec.patches]
+    sets += [(extension_dir(sources, e), e.extension.patches) for e in ctx.plan.extensions if e.extension.patches]
     return sets
 
 

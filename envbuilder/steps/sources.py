@@ -22,7 +22,7 @@ from envbuilder.cache import IGNORED, tree_digest
 from envbuilder.context import Context, Data
 from envbuilder.errors import EnvbuilderError, InputError
 from envbuilder.paths import cache_dir
-from envbuilder.spec.model import ExtensionUse, Fallback, GitSource
+from envbuilder.recipe.model import ExtensionUse, Fallback, GitSource
 
 GIT = ["git", "-c", "advice.detachedHead=false", "-c", "protocol.file.allow=always", "-c", "core.autocrlf=false"]
 
@@ -35,22 +35,22 @@ def run(ctx: Context, inputs: Data) -> Data:
     )
     extensions = {}
     for ext in ctx.plan.extensions:
-        if ext.spec.source is not None:
-            spec = ext.spec.source
-            ext_inputs = {"git": spec.url, "commit": spec.commit, "submodules": spec.submodules}
-            extensions[ext.name] = _fetch(ctx, git, ext_inputs, ctx.layout.src / f"ext-{ext.name}", spec)
+        if ext.extension.source is not None:
+            source = ext.extension.source
+            ext_inputs = {"git": source.url, "commit": source.commit, "submodules": source.submodules}
+            extensions[ext.name] = _fetch(ctx, git, ext_inputs, ctx.layout.src / f"ext-{ext.name}", source)
     outputs["extensions"] = extensions
     return outputs
 
 
 def extension_dir(sources: Data, ext: ExtensionUse) -> Path:
     """Where an extension's setup.py sits: in its own checkout, or inside the method's tree."""
-    if ext.spec.source is not None:
+    if ext.extension.source is not None:
         return Path(sources["extensions"][ext.name]["root"]) / ext.path
     return Path(sources["root"]) / ext.path
 
 
-def _fetch(ctx: Context, git: _Git, inputs: Data, dest: Path, spec: GitSource | None) -> Data:
+def _fetch(ctx: Context, git: _Git, inputs: Data, dest: Path, source: GitSource | None) -> Data:
     """One source tree at dest, assembled in dest.partial and renamed into place."""
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -63,9 +63,9 @@ def _fetch(ctx: Context, git: _Git, inputs: Data, dest: Path, spec: GitSource | 
         outputs: Data = {"path": str(source), "digest": tree_digest(partial)}
         ctx.note(f"copied {source}")
     else:
-        assert spec is not None
-        git.fallbacks = {f.path: f for f in spec.fallbacks}
-        repo = git.locate(inputs["git"], inputs["commit"], spec.note)
+        assert source is not None
+        git.fallbacks = {f.path: f for f in source.fallbacks}
+        repo = git.locate(inputs["git"], inputs["commit"], source.note)
         submodules = git.checkout(repo, inputs["git"], inputs["commit"], partial, recurse=inputs["submodules"])
         outputs = {"git": inputs["git"], "commit": inputs["commit"], "submodules": submodules}
         ctx.note(

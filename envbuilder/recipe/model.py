@@ -1,4 +1,4 @@
-"""Typed, frozen model of recipes and extension specs. Built once by the loader, then only read."""
+"""Typed, frozen model of recipes, extensions and patches. Built once by the loader, then only read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from envbuilder.spec.conditions import Condition
+from envbuilder.recipe.when import Condition
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +79,7 @@ class Requirement:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PatchSpec:
+class Patch:
     """patches/<name>.yaml: one reusable source fix, identified by the sha256 of its content."""
 
     name: str
@@ -107,25 +107,25 @@ class PatchSpec:
 class PatchUse:
     """A recipe's or extension's use of a patch, optionally with its own files or condition."""
 
-    spec: PatchSpec
-    files: tuple[str, ...] = ()  # overrides spec.files when given
-    when: Condition | None = None  # overrides spec.when when given
+    patch: Patch
+    files: tuple[str, ...] = ()  # overrides patch.files when given
+    when: Condition | None = None  # overrides patch.when when given
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.patch.name
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return self.files or self.spec.files
+        return self.files or self.patch.files
 
     @property
     def condition(self) -> Condition | None:
-        return self.when if self.when is not None else self.spec.when
+        return self.when if self.when is not None else self.patch.when
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtensionSpec:
+class Extension:
     """extensions/<name>/extension.yaml: a CUDA extension reused across methods."""
 
     name: str
@@ -146,15 +146,15 @@ class ExtensionSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ExtensionUse:
-    """A recipe's use of an extension: which spec, where its setup.py sits in the source tree."""
+    """A recipe's use of an extension: which extension, where its setup.py sits in the source tree."""
 
-    spec: ExtensionSpec
+    extension: Extension
     path: str  # relative to the method's source root, or to the extension's own source
     when: Condition | None = None
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.extension.name
 
 
 ASSET_KINDS = (

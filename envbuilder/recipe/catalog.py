@@ -14,8 +14,8 @@ from pathlib import Path
 
 from envbuilder.errors import InputError, SpecError
 from envbuilder.paths import builtin_data_root
-from envbuilder.spec.loader import Node, load_extension, load_patch, load_recipe
-from envbuilder.spec.model import ExtensionSpec, PatchSpec, Recipe
+from envbuilder.recipe.load import Node, load_extension, load_patch, load_recipe
+from envbuilder.recipe.model import Extension, Patch, Recipe
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class Catalog:
     def __init__(self, roots: list[DataRoot]) -> None:
         self.roots = roots
         self._recipes: dict[str, Recipe] = {}
-        self._extensions: dict[str, ExtensionSpec] = {}
-        self._patches: dict[str, PatchSpec] = {}
+        self._extensions: dict[str, Extension] = {}
+        self._patches: dict[str, Patch] = {}
 
     @classmethod
     def default(cls, user_dirs: list[Path] | None = None) -> Catalog:
@@ -94,7 +94,7 @@ class Catalog:
             self._recipes[name] = load_recipe(self.recipe_path(name), self._find_extension, self._find_patch)
         return self._recipes[name]
 
-    def extension(self, name: str) -> ExtensionSpec:
+    def extension(self, name: str) -> Extension:
         if name not in self._extensions:
             files = self._extension_files()
             if name not in files:
@@ -106,7 +106,7 @@ class Catalog:
             self._extensions[name] = load_extension(files[name], self._find_patch)
         return self._extensions[name]
 
-    def patch(self, name: str) -> PatchSpec:
+    def patch(self, name: str) -> Patch:
         if name not in self._patches:
             files = self._patch_files()
             if name not in files:
@@ -120,7 +120,7 @@ class Catalog:
             self._patches[name] = load_patch(files[name])
         return self._patches[name]
 
-    def _find_patch(self, name: str, node: Node) -> PatchSpec:
+    def _find_patch(self, name: str, node: Node) -> Patch:
         try:
             return self.patch(name)
         except InputError as exc:
@@ -128,7 +128,7 @@ class Catalog:
                 raise
             raise node.error(exc.message, hint=exc.hint) from None
 
-    def _find_extension(self, name: str, node: Node) -> ExtensionSpec:
+    def _find_extension(self, name: str, node: Node) -> Extension:
         try:
             return self.extension(name)
         except InputError as exc:

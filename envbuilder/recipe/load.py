@@ -17,16 +17,16 @@ from packaging.version import InvalidVersion, Version
 
 from envbuilder import __version__
 from envbuilder.errors import SpecError
-from envbuilder.spec import yamlfile
-from envbuilder.spec.conditions import Condition, parse_condition, parse_specifier
-from envbuilder.spec.model import (
+from envbuilder.recipe import yamlfile
+from envbuilder.recipe.when import Condition, parse_condition, parse_specifier
+from envbuilder.recipe.model import (
     ASSET_KINDS,
     Asset,
-    ExtensionSpec,
+    Extension,
     ExtensionUse,
     Fallback,
     GitSource,
-    PatchSpec,
+    Patch,
     PatchUse,
     PathSource,
     Recipe,
@@ -53,8 +53,8 @@ PATCH_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (
 }
 CXX_STANDARDS = ("auto", "c++14", "c++17", "c++20", "c++23")
 
-FindExtension = Callable[[str, "Node"], ExtensionSpec]
-FindPatch = Callable[[str, "Node"], PatchSpec]
+FindExtension = Callable[[str, "Node"], Extension]
+FindPatch = Callable[[str, "Node"], Patch]
 
 
 def _kind(value: Any) -> str:
@@ -244,7 +244,7 @@ def _check_envbuilder(node: Node) -> SpecifierSet:
     return spec
 
 
-def load_patch(path: Path) -> PatchSpec:
+def load_patch(path: Path) -> Patch:
     """patches/<name>.yaml. A diff patch's file must match its declared sha256."""
     from envbuilder.diagnose import CATALOGUE  # the ids a patch may say it fixes
 
@@ -313,7 +313,7 @@ def load_patch(path: Path) -> PatchSpec:
             )
         values.update(diff=diff, strip=f["strip"].integer() if "strip" in f else 1)
         sha256 = hashlib.sha256((sha256 + actual).encode()).hexdigest()
-    return PatchSpec(
+    return Patch(
         name=name,
         file=path,
         sha256=sha256,
@@ -346,14 +346,14 @@ def _patch_uses(node: Node, find_patch: FindPatch) -> tuple[PatchUse, ...]:
         else:
             name_node, files, when = item, (), None
         name = name_node.string(pattern=NAME_RE, expected="a patch name")
-        spec = find_patch(name, name_node)
-        if spec.kind == "diff" and files:
+        patch = find_patch(name, name_node)
+        if patch.kind == "diff" and files:
             raise item.error("a diff patch names its files itself; drop 'files'")
-        uses.append(PatchUse(spec=spec, files=files, when=when))
+        uses.append(PatchUse(patch=patch, files=files, when=when))
     return tuple(uses)
 
 
-def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
+def load_extension(path: Path, find_patch: FindPatch) -> Extension:
     root, sha256 = _root(path)
     f = root.fields(
         required=("name", "summary", "import"),
@@ -362,7 +362,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
     if "envbuilder" in f:
         _check_envbuilder(f["envbuilder"])
     name = _check_name(f["name"], path, "extension")
-    spec = ExtensionSpec(
+    extension = Extension(
         name=name,
         file=path,
         sha256=sha256,
@@ -370,7 +370,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
         import_name=f["import"].string(pattern=MODULE_RE, expected="a Python module name"),
         build_requires=tuple(n.requirement() for n in f["build_requires"].items())
         if "build_requires" in f
-        else ExtensionSpec.build_requires,
+        else Extension.build_requires,
         requires=tuple(n.requirement() for n in f["requires"].items()) if "requires" in f else (),
         probe=_probe(f["probe"]) if "probe" in f else None,
         patches=_patch_uses(f["patches"], find_patch) if "patches" in f else (),
@@ -378,7 +378,7 @@ def load_extension(path: Path, find_patch: FindPatch) -> ExtensionSpec:
         source=_git_source(f["source"]) if "source" in f else None,
         build_env=_env(f["build_env"]) if "build_env" in f else (),
     )
-    return spec
+    return extension
 
 
 def _env(node: Node) -> tuple[tuple[str, str], ...]:
@@ -480,13 +480,13 @@ def _extension_uses(node: Node, find_extension: FindExtension) -> tuple[Extensio
         if name in seen:
             raise f["use"].error(f"extension {name!r} is listed twice")
         seen.add(name)
-        spec = find_extension(name, f["use"])
-        if "path" not in f and spec.source is None:
+        extension = find_extension(name, f["use"])
+        if "path" not in f and extension.source is None:
             raise item.error(f"extension {name!r} lives in the method's tree: say where with 'path'")
         rel = f["path"].string(expected="a path inside the source tree") if "path" in f else "."
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise f["path"].error(f"{rel!r} leaves the source tree", hint="give a path relative to the source root")
-        uses.append(ExtensionUse(spec=spec, path=rel, when=f["when"].condition() if "when" in f else None))
+        uses.append(ExtensionUse(extension=extension, path=rel, when=f["when"].condition() if "when" in f else None))
     return tuple(uses)
 
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from envbuilder.errors import SpecError
-from envbuilder.spec import yamlfile
-from envbuilder.spec.catalog import Catalog, DataRoot
-from envbuilder.spec.conditions import parse_condition
+from envbuilder.recipe import yamlfile
+from envbuilder.recipe.catalog import Catalog, DataRoot
+from envbuilder.recipe.when import parse_condition
 
 from helpers import write_recipe
 
@@ -75,7 +75,7 @@ def test_good_recipe_loads(tmp_path):
     assert cu130.requirements() == ["torch>=2.11", "torchvision>=0.26"]
     assert [r.text for r in recipe.requirements] == ["numpy<2", "plyfile"]
     assert recipe.requirements[1].why == "reads point clouds"
-    assert recipe.extensions[0].spec.import_name == "knn_ext"
+    assert recipe.extensions[0].extension.import_name == "knn_ext"
     assert len(recipe.sha256) == 64
 
 

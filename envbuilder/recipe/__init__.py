@@ -1,0 +1,1 @@
+"""Declarative data: recipes, extensions, patches, `when:` conditions, and the search path."""

@@ -1,1 +1,0 @@
-"""Declarative data: recipes, extension specs, `when:` conditions, and the search path."""
