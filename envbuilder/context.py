@@ -1,33 +1,42 @@
-"""What a running step sees: the env's layout on disk, the plan, its log, and a command runner.
+"""What a running step sees: the env's layout on disk, its log, and a command runner.
 
-Steps never print: they write to their log and report short notes through `ctx.note`, which
-the executor's reporter renders (see report.py).
+A step sees nothing of the plan: everything it may read comes in its own inputs (which its key
+hashes) and in the outputs of the steps it depends on (whose keys its key chains). So a key can
+never miss what a step used. Steps never print: they write to their log and report short notes
+through `ctx.note`, which the executor's reporter renders (see report.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envbuilder import proc
-from envbuilder.host import HostFacts
-from envbuilder.plan import Plan
+from envbuilder.paths import default_prefix
 
 MANIFEST_NAME = "envbuilder.lock.json"
 
-# Step inputs and outputs are JSON data: recorded in state.json and the manifest as they are.
+# Step outputs are JSON data: recorded in state.json and the manifest as they are.
 Data = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """<prefix>/venv (the environment), src/ (patched sources), .envbuilder/ (state, logs,
-    lock, built wheels) and envbuilder.lock.json (written last: its presence means ready)."""
+    """<prefix>/venv (the environment), src/<recipe> (the patched sources), .envbuilder/ (state,
+    logs, lock, built wheels) and envbuilder.lock.json (written last: its presence means ready).
+
+    The one place that knows where things are in an env; nothing else joins these paths."""
 
     prefix: Path
+    recipe: str = ""  # the env's recipe: names its source tree
+
+    @classmethod
+    def for_recipe(cls, recipe: str, prefix: Path | None = None) -> Layout:
+        """The env of `recipe` at `prefix` (default: $ENVBUILDER_HOME/envs/<recipe>)."""
+        return cls((prefix or default_prefix(recipe)).absolute(), recipe)
 
     @property
     def venv(self) -> Path:
@@ -40,6 +49,12 @@ class Layout:
     @property
     def src(self) -> Path:
         return self.prefix / "src"
+
+    @property
+    def source_tree(self) -> Path:
+        """The method's own tree (extensions with their own repository sit beside it)."""
+        assert self.recipe, "Layout.source_tree needs the recipe's name"
+        return self.src / self.recipe
 
     @property
     def meta(self) -> Path:
@@ -66,18 +81,39 @@ class Layout:
         return self.prefix / MANIFEST_NAME
 
     @property
+    def smoke(self) -> Path:
+        return self.prefix / "smoke"
+
+    @property
     def child(self) -> Path:
         """The running child's session, kept so a killed build's compilers can be stopped."""
         return self.meta / "child.json"
 
+    def is_ready(self) -> bool:
+        return self.manifest.is_file()
+
+    def status(self) -> str:
+        """built | incomplete | - (nothing there)."""
+        return "built" if self.is_ready() else "incomplete" if self.meta.is_dir() else "-"
+
+
+def child_env(venv: Path, extra: Mapping[str, str] | None = None, *, path_first: Sequence[Path] = ()) -> dict[str, str]:
+    """The environment for commands run in an env: its venv (and `path_first`) first on PATH, no
+    PYTHONPATH/PYTHONHOME from the caller (the env must stand on its own), then `extra`."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONHOME", None)
+    env["VIRTUAL_ENV"] = str(venv)
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), *(str(p) for p in path_first), env.get("PATH", "")])
+    env.update(extra or {})
+    return env
+
 
 @dataclass
-class Context:
-    plan: Plan
-    host: HostFacts
+class StepContext:
     layout: Layout
     log: Path
-    outputs: dict[str, Data] = field(default_factory=dict)
+    key: str = ""  # the running step's key, for the record
     on_line: Callable[[str], None] | None = None
     on_note: Callable[[str], None] | None = None
 
@@ -88,18 +124,8 @@ class Context:
         if self.on_note:
             self.on_note(text)
 
-    def build_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for commands in the env: the venv and CUDA first on PATH."""
-        env = dict(os.environ)
-        env.pop("PYTHONPATH", None)  # the env must stand on its own
-        env.pop("PYTHONHOME", None)
-        env.update(self.plan.build_env)
-        env["VIRTUAL_ENV"] = str(self.layout.venv)
-        env["PATH"] = os.pathsep.join(
-            [str(self.layout.venv / "bin"), str(self.plan.toolkit.root / "bin"), env.get("PATH", "")]
-        )
-        env.update(extra or {})
-        return env
+    def env(self, extra: Mapping[str, str] | None = None, *, path_first: Sequence[Path] = ()) -> dict[str, str]:
+        return child_env(self.layout.venv, extra, path_first=path_first)
 
     def run(
         self,
@@ -112,7 +138,7 @@ class Context:
         proc.run(
             [str(a) for a in argv],
             log=self.log,
-            env=env or self.build_env(),
+            env=env or self.env(),
             cwd=cwd,
             on_line=self.on_line,
             timeout=timeout,
@@ -130,7 +156,7 @@ class Context:
         args = [str(a) for a in argv]
         with self.log.open("a", encoding="utf-8") as f:
             f.write(f"$ {proc.quote(args)}\n")
-        out = proc.capture(args, env=env or self.build_env(), cwd=cwd, timeout=timeout)
+        out = proc.capture(args, env=env or self.env(), cwd=cwd, timeout=timeout)
         with self.log.open("a", encoding="utf-8") as f:
             f.write(out if out.endswith("\n") or not out else out + "\n")
         return out

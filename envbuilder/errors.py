@@ -1,17 +1,36 @@
-"""One exception hierarchy. Every error a user can cause or meet is an EnvbuilderError.
+"""One exception hierarchy, and the one place exit codes are decided.
 
-The CLI turns them into a message, an optional hint and an exit code; nothing else in the
-package decides exit codes (see README, "Exit codes").
+Every error a user can cause or meet is an EnvbuilderError (defined here, every one of them);
+the CLI turns it into a message, an optional hint and its exit code. Outcomes that are not
+errors (assets missing, a smoke run on stand-ins) are verdicts, which `exit_code_for` maps to
+the process's exit code (see README, "Exit codes").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BLOCKED_ON_ASSETS = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+# ok: everything was proven; blocked: nothing failed, but something could not be proven
+# (a licensed file is missing, or only stand-ins ran); failed: something is broken.
+Verdict = Literal["ok", "blocked", "failed"]
+
+
+def exit_code_for(verdicts: Iterable[Verdict]) -> int:
+    """A failure anywhere wins, then anything blocked, else 0."""
+    seen = set(verdicts)
+    if "failed" in seen:
+        return EXIT_FAILED
+    if "blocked" in seen:
+        return EXIT_BLOCKED_ON_ASSETS
+    return EXIT_OK
 
 
 class EnvbuilderError(Exception):
@@ -34,8 +53,8 @@ class InputError(EnvbuilderError):
     exit_code = EXIT_BAD_INPUT
 
 
-class SpecError(InputError):
-    """A malformed recipe, extension or patch file. Names the file, line and key."""
+class RecipeError(InputError):
+    """A malformed data file (recipe, extension, patch, catalogue). Names the file, line and key."""
 
     def __init__(
         self,
@@ -129,7 +148,25 @@ class EnvLocked(EnvbuilderError):
     """Another envbuilder process is building the same environment."""
 
 
-class AssetsBlocked(EnvbuilderError):
-    """A gated asset is missing; the user must fetch it by hand."""
+class PatchError(EnvbuilderError):
+    """A patch cannot apply: its target is missing, drifted, binary, or outside the root."""
 
-    exit_code = EXIT_BLOCKED_ON_ASSETS
+
+class DownloadError(EnvbuilderError):
+    """A download failed or its bytes are not what was published."""
+
+
+class NotABinary(InputError):
+    """`inspect` was given a file that is not an ELF object."""
+
+
+class VerifyFailed(EnvbuilderError):
+    """The built env does not hold what it claims (archs, imports, kernel probes)."""
+
+
+class SmokeError(EnvbuilderError):
+    """A smoke run cannot start (no data generator, a smoke file that no longer applies)."""
+
+
+class SmokeFailed(EnvbuilderError):
+    """A smoke step ran and failed its checks."""

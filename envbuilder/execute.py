@@ -12,37 +12,30 @@ import datetime as dt
 import fcntl
 import json
 import os
-import tempfile
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal
 
 from envbuilder import diagnose, proc
-from envbuilder.context import Context, Data, Layout
+from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import EnvbuilderError, EnvLocked, InputError, StepFailed
-from envbuilder.host import HostFacts
-from envbuilder.plan import VOLATILE, Plan, PlannedStep
-from envbuilder.steps import STEPS, StepFunction
+from envbuilder.fsutil import write_json
+from envbuilder.plan import Plan, PlannedStep
+from envbuilder.steps import BY_NAME, STEPS, Deps, Step, builds_on
 
 STATE_VERSION = 1
 
-# step -> the step whose cut-off run makes it untrustworthy: pip/uv killed mid-install can leave
-# a package's metadata without all of its files, which "already satisfied" would then accept.
-DISTRUST_AFTER_CUT = {"venv": "wheels"}
+StepStatus = Literal["done", "skipped", "failed", "checked"]  # checked: a volatile step found no change
+RecordStatus = Literal["running", "done", "failed", "interrupted"]
 
 
-class Reporter(Protocol):
-    def step_start(self, step: PlannedStep, index: int, total: int) -> None: ...
-    def step_skip(self, step: PlannedStep, index: int, total: int) -> None: ...
-    def step_line(self, line: str) -> None: ...
-    def step_note(self, text: str) -> None: ...
-    def step_done(self, step: PlannedStep, seconds: float) -> None: ...
-    def step_failed(self, step: PlannedStep, error: EnvbuilderError, seconds: float) -> None: ...
+class Reporter:
+    """What the executor tells whoever shows progress; this one shows nothing (report.py's
+    ProgressReporter draws it)."""
 
-
-class NullReporter:
     def step_start(self, step: PlannedStep, index: int, total: int) -> None: ...
     def step_skip(self, step: PlannedStep, index: int, total: int) -> None: ...
     def step_line(self, line: str) -> None: ...
@@ -54,7 +47,7 @@ class NullReporter:
 @dataclass
 class StepResult:
     name: str
-    status: str  # done | skipped | failed
+    status: StepStatus
     seconds: float
     log: str | None
 
@@ -94,12 +87,7 @@ class State:
                 self.steps = {}  # unreadable state: rebuild from scratch, never trust it
 
     def save(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": STATE_VERSION, "steps": self.steps}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, {"version": STATE_VERSION, "steps": self.steps}, indent=1)
 
     def was_cut_off(self, name: str) -> bool:
         """The step was running when envbuilder died (kill -9) or was interrupted."""
@@ -110,7 +98,7 @@ class State:
         return bool(record and record.get("status") == "done" and record.get("key") == step.key)
 
     def record(
-        self, step: PlannedStep, status: str, seconds: float, outputs: Data | None = None, error: str | None = None
+        self, step: PlannedStep, status: RecordStatus, seconds: float, outputs: Data | None = None, error: str | None = None
     ) -> None:
         self.steps[step.name] = {
             "key": step.key,
@@ -153,19 +141,6 @@ class EnvLock:
             self.fd = None
 
 
-def still_valid(name: str, layout: Layout, outputs: Data) -> bool:
-    """Cheap checks that a completed step's results are still on disk (a user may delete them)."""
-    if name == "sources":
-        return Path(str(outputs.get("root", ""))).is_dir()
-    if name == "venv":
-        return layout.python.exists()
-    if name == "extensions":
-        return all(Path(e["wheel"]).is_file() for e in outputs.get("extensions", []))
-    if name == "manifest":
-        return layout.manifest.is_file()
-    return True
-
-
 def check_prefix(layout: Layout) -> None:
     """Refuse to build into a directory that holds something other than an envbuilder env."""
     prefix = layout.prefix
@@ -178,96 +153,124 @@ def check_prefix(layout: Layout) -> None:
         )
 
 
-def execute(
-    plan: Plan, host: HostFacts, reporter: Reporter | None = None, steps: dict[str, StepFunction] | None = None
-) -> BuildResult:
-    """Run the plan's steps in order. `steps` replaces the step functions (tests of the executor)."""
-    reporter = reporter or NullReporter()
-    steps = steps or STEPS
-    layout = Layout(plan.prefix)
+Runner = Callable[[StepContext, Any, Deps], Data]
+
+
+def execute(plan: Plan, reporter: Reporter | None = None, runners: Mapping[str, Runner] | None = None) -> BuildResult:
+    """Run the plan's steps in order. `runners` replaces step functions (tests of the executor)."""
+    reporter = reporter or Reporter()
+    layout = Layout(plan.prefix, plan.recipe.name)
     check_prefix(layout)
     layout.meta.mkdir(parents=True, exist_ok=True)
     result = BuildResult(prefix=plan.prefix, manifest=layout.manifest)
     with EnvLock(layout.lock_file):
         layout.logs.mkdir(exist_ok=True)
         reaped = proc.reap(layout.child)  # compilers a killed build left running
-        state = State(layout.state_file)
         if reaped:
             reporter.step_note(f"stopped {len(reaped)} processes left by an interrupted build")
-        ctx = Context(plan=plan, host=host, layout=layout, log=layout.logs / "build.log", outputs=result.outputs)
-        ctx.on_line, ctx.on_note = reporter.step_line, reporter.step_note
-        rerun: set[str] = set()
-        # Package installs cut off half-way can leave files without metadata or the reverse:
-        # rebuild the venv rather than trust it (venv and torch are reinstalled, from caches).
-        distrust = {step for step, producer in DISTRUST_AFTER_CUT.items() if state.was_cut_off(producer)}
-        total = len(plan.steps)
-        for index, step in enumerate(plan.steps, 1):
-            log = layout.logs / f"{index:02d}-{step.name}.log"
-            record = state.steps.get(step.name, {})
-            if (
-                state.is_done(step)
-                and step.name not in VOLATILE
-                and step.name not in distrust
-                and not rerun.intersection(step.depends)
-                and still_valid(step.name, layout, record.get("outputs", {}))
-            ):
-                result.outputs[step.name] = record["outputs"]
-                result.steps.append(StepResult(step.name, "skipped", 0.0, str(log)))
-                reporter.step_skip(step, index, total)
-                continue
-            # a volatile step that finds what it found last time changes nothing downstream
-            unchanged_check = step.name in VOLATILE and state.is_done(step) and not rerun.intersection(step.depends)
-            previous = record.get("outputs")
-            if not rerun and step.name not in VOLATILE:
-                layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
-            if step.name not in VOLATILE or not unchanged_check:
-                rerun.add(step.name)
-            state.record(step, "running", 0.0)  # replaced by the outcome; left as is by a kill -9
-            state.save()
-            log.write_text(f"# envbuilder step {step.name} (key {step.key})\n# {step.summary}\n")
-            ctx.log = log
-            reporter.step_start(step, index, total)
-            started = time.monotonic()
-            try:
-                outputs = steps[step.name](ctx, step.inputs)
-            except KeyboardInterrupt:
-                state.record(step, "interrupted", time.monotonic() - started)
-                state.save()
-                raise
-            except EnvbuilderError as exc:
-                seconds = time.monotonic() - started
-                state.record(step, "failed", seconds, error=exc.message)
-                state.save()
-                failure = _step_failed(step, exc, log)
-                reporter.step_failed(step, failure, seconds)
-                raise failure from exc
-            except Exception as exc:  # a bug in envbuilder: keep the traceback in the log
-                seconds = time.monotonic() - started
-                with log.open("a") as f:
-                    f.write(traceback.format_exc())
-                state.record(step, "failed", seconds, error=repr(exc))
-                state.save()
-                failure = StepFailed(
-                    step.name,
-                    f"internal error: {exc!r}",
-                    log=log,
-                    hint="this is an envbuilder bug; please report it with the log",
-                )
-                reporter.step_failed(step, failure, seconds)
-                raise failure from exc
-            seconds = time.monotonic() - started
-            if unchanged_check and outputs != previous:
-                rerun.add(step.name)  # e.g. an asset appeared: the manifest must say so
-            state.record(step, "done", seconds, outputs)
-            state.save()
-            result.outputs[step.name] = outputs
-            result.steps.append(
-                StepResult(
-                    step.name, "checked" if unchanged_check and outputs == previous else "done", seconds, str(log)
-                )
-            )
-            reporter.step_done(step, seconds)
+        run = _Run(plan, layout, State(layout.state_file), reporter, result, runners or {})
+        for index, planned in enumerate(plan.steps, 1):
+            run.step(index, planned)
     return result
+
+
+class _Run:
+    """One build: which steps re-run, and the bookkeeping around each (state, log, reporter)."""
+
+    def __init__(
+        self, plan: Plan, layout: Layout, state: State, reporter: Reporter, result: BuildResult, runners: Mapping[str, Runner]
+    ) -> None:
+        self.plan, self.layout, self.state, self.reporter, self.result = plan, layout, state, reporter, result
+        self.runners = runners
+        self.keys = {s.name: s.key for s in plan.steps}
+        self.rerun: set[str] = set()
+        # Package installs cut off half-way can leave files without metadata or the reverse:
+        # a step that names such a producer is rebuilt rather than trusted.
+        self.distrust = {s.NAME for s in STEPS if any(state.was_cut_off(p) for p in s.DISTRUST_AFTER_CUT)}
+        self.ctx = StepContext(layout=layout, log=layout.logs / "build.log")
+        self.ctx.on_line, self.ctx.on_note = reporter.step_line, reporter.step_note
+
+    def _reusable(self, step: Step, planned: PlannedStep) -> bool:
+        record = self.state.steps.get(planned.name, {})
+        outputs = record.get("outputs", {})
+        # a record made by an older envbuilder may lack outputs this one declares (a stand-in runner's are its own)
+        declared = set(getattr(step.Outputs, "__required_keys__", ())) if planned.name not in self.runners else set()
+        complete = declared <= set(outputs)
+        return (
+            self.state.is_done(planned)
+            and not step.VOLATILE
+            and step.NAME not in self.distrust
+            and not self.rerun.intersection(planned.depends)
+            and complete
+            and step.still_valid(self.layout, outputs)
+        )
+
+    def step(self, index: int, planned: PlannedStep) -> None:
+        step, total = BY_NAME[planned.name], len(self.plan.steps)
+        log = self.layout.logs / f"{index:02d}-{planned.name}.log"
+        if self._reusable(step, planned):
+            self.result.outputs[planned.name] = self.state.steps[planned.name]["outputs"]
+            self.result.steps.append(StepResult(planned.name, "skipped", 0.0, str(log)))
+            self.reporter.step_skip(planned, index, total)
+            return
+        # a volatile step that finds what it found last time changes nothing downstream
+        recheck = step.VOLATILE and self.state.is_done(planned) and not self.rerun.intersection(planned.depends)
+        previous = self.state.steps.get(planned.name, {}).get("outputs")
+        if not self.rerun and not step.VOLATILE:
+            self.layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
+        if not recheck:
+            self.rerun.add(planned.name)
+        self.state.record(planned, "running", 0.0)  # replaced by the outcome; left as is by a kill -9
+        self.state.save()
+        log.write_text(f"# envbuilder step {planned.name} (key {planned.key})\n# {planned.summary}\n")
+        self.ctx.log = log
+        self.reporter.step_start(planned, index, total)
+        started = time.monotonic()
+        outputs = self._call(step, planned, log, started)
+        seconds = time.monotonic() - started
+        if recheck and outputs != previous:
+            self.rerun.add(planned.name)  # e.g. an asset appeared: the manifest must say so
+        self.state.record(planned, "done", seconds, outputs)
+        self.state.save()
+        self.result.outputs[planned.name] = outputs
+        status: StepStatus = "checked" if recheck and outputs == previous else "done"
+        self.result.steps.append(StepResult(planned.name, status, seconds, str(log)))
+        self.reporter.step_done(planned, seconds)
+
+    def _call(self, step: Step, planned: PlannedStep, log: Path, started: float) -> Data:
+        names = builds_on(planned.name)
+        deps = Deps(planned.name, {n: self.result.outputs[n] for n in names}, {n: self.keys[n] for n in names})
+        self.ctx.key = planned.key
+        runner = self.runners.get(planned.name, step.run)
+        try:
+            return dict(runner(self.ctx, planned.given, deps))
+        except KeyboardInterrupt:
+            self.state.record(planned, "interrupted", time.monotonic() - started)
+            self.state.save()
+            raise
+        except EnvbuilderError as exc:
+            failure = self._failed(planned, exc.message, started, log, exc)
+            raise failure from exc
+        except Exception as exc:  # a bug in envbuilder: keep the traceback in the log
+            with log.open("a") as f:
+                f.write(traceback.format_exc())
+            failure = self._failed(planned, repr(exc), started, log, None)
+            raise failure from exc
+
+    def _failed(
+        self, planned: PlannedStep, message: str, started: float, log: Path, exc: EnvbuilderError | None
+    ) -> StepFailed:
+        seconds = time.monotonic() - started
+        self.state.record(planned, "failed", seconds, error=message)
+        self.state.save()
+        if exc is None:
+            failure = StepFailed(
+                planned.name, f"internal error: {message}", log=log, hint="this is an envbuilder bug; please report it with the log"
+            )
+        else:
+            failure = _step_failed(planned, exc, log)
+        self.reporter.step_failed(planned, failure, seconds)
+        return failure
 
 
 def _step_failed(step: PlannedStep, exc: EnvbuilderError, log: Path) -> StepFailed:

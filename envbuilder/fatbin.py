@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuilder.errors import InputError
+from envbuilder.errors import InputError, NotABinary
 
 ELF_MAGIC = b"\x7fELF"
 CONTAINER_MAGIC = 0xBA55ED50
@@ -29,10 +29,6 @@ FLAG_LZ4 = 0x2000
 FLAG_ZSTD = 0x8000
 FLAG_ARCH_SPECIFIC = 0x100000
 FLAG_FAMILY = 0x200000
-
-
-class NotABinary(InputError):
-    """The file is not an ELF64 little-endian object."""
 
 
 @dataclass(frozen=True)

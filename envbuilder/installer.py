@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from envbuilder.context import Context
+from envbuilder.context import StepContext
 
 PYPI = "https://pypi.org/simple"
 
@@ -20,7 +20,7 @@ PYPI = "https://pypi.org/simple"
 class Installer:
     name = "?"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
         self.python = ctx.layout.python
 
@@ -154,5 +154,6 @@ class Uv(Installer):
                 cfile.unlink(missing_ok=True)
 
 
-def for_context(ctx: Context) -> Installer:
-    return Uv(ctx) if ctx.plan.installer == "uv" else Pip(ctx)
+def for_env(name: str, ctx: StepContext) -> Installer:
+    """The installer that made (or makes) the env: "uv" or "pip"."""
+    return Uv(ctx) if name == "uv" else Pip(ctx)

@@ -23,17 +23,15 @@ from typing import Any
 
 from packaging.version import Version
 
-from envbuilder.errors import EnvbuilderError
+from envbuilder.errors import EnvbuilderError, PatchError
+from envbuilder.fsutil import write_atomic
+from envbuilder.host import compat
 from envbuilder.recipe.when import Facts
 from envbuilder.recipe.model import Patch, PatchUse
 
 RECORD = ".envbuilder-patches.json"
 BACKUPS = ".envbuilder-patches"
 RECORD_VERSION = 1
-
-
-class PatchError(EnvbuilderError):
-    """A patch cannot apply: its target is missing, drifted, binary, or outside the root."""
 
 
 @dataclass
@@ -372,6 +370,41 @@ class PatchContext:
         return ", ".join(k for k, v in self.facts.items() if v is None)
 
 
+def context_here(torch: str | None, cuda: str | None, gcc: str | None, archs: str | None) -> PatchContext:
+    """The context outside a build (`envbuilder patch`): the given versions, else this host's and
+    the torch this Python can import (found without importing it: that costs seconds)."""
+    import importlib.util
+    import sys
+
+    from envbuilder.host import discover
+    from envbuilder.host.compat import parse_arch_list
+    from envbuilder.recipe import when
+
+    host = discover(gpus=False)
+    torch_dir = None
+    if torch is None:
+        found = importlib.util.find_spec("torch")
+        torch_dir = Path(found.origin).parent if found and found.origin else None
+    facts = when.facts(
+        cuda=Version(cuda) if cuda else (host.toolkits[0].version if host.toolkits else None),
+        gcc=Version(gcc) if gcc else (host.compilers[0].version if host.compilers else None),
+        python=Version("%d.%d.%d" % sys.version_info[:3]),
+        torch=Version(torch) if torch else (torch_version_of(torch_dir) if torch_dir else None),
+        archs=[a.version for a in parse_arch_list(archs)] if archs else None,
+    )
+    return context_for(facts, torch_dir)
+
+
+def context_for(facts: Facts, torch_dir: Path | None) -> PatchContext:
+    """The context for a tree built with the torch installed at torch_dir (None: not known):
+    the C++ standard comes from torch's own headers, else from its version."""
+    torch = facts.get("torch")
+    standard = torch_cxx_standard(torch_dir) if torch_dir else None
+    if standard is None and isinstance(torch, Version):
+        standard = compat.cxx_standard(torch)
+    return PatchContext(facts=facts, cxx_standard=standard)
+
+
 def compute(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: PatchContext) -> list[Outcome]:
     """What applying `uses` to root would do. Reads files; writes nothing."""
     working: dict[str, str] = {}  # rel -> current text, as earlier patches left it
@@ -439,19 +472,6 @@ def unified_diff(outcomes: list[Outcome], prefix: str = "") -> str:
     return "".join(out)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        Path(tmp).chmod(mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_record(root: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((root / RECORD).read_text())
@@ -465,7 +485,7 @@ def read_record(root: Path) -> dict[str, Any] | None:
 
 
 def _save_record(root: Path, record: dict[str, Any]) -> None:
-    _write_atomic(root / RECORD, (json.dumps(record, indent=1) + "\n").encode())
+    write_atomic(root / RECORD, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def _ignore_in_git(root: Path) -> None:
@@ -515,16 +535,16 @@ def apply(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: Patc
     for rel, c in files.items():  # originals first: a kill from here on can always be undone
         backup = root / BACKUPS / "orig" / rel
         backup.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(backup, c.before)
+        write_atomic(backup, c.before)
     _save_record(root, record)
     written: list[Change] = []
     try:
         for c in files.values():
-            _write_atomic(root / c.path, c.after)
+            write_atomic(root / c.path, c.after)
             written.append(c)
     except BaseException:
         for c in written:
-            _write_atomic(root / c.path, c.before)
+            write_atomic(root / c.path, c.before)
         shutil.rmtree(root / BACKUPS, ignore_errors=True)
         (root / RECORD).unlink(missing_ok=True)
         raise
@@ -574,10 +594,10 @@ def revert(root: Path) -> list[str]:
     try:
         for path, data, _ in plan:
             done.append((path, path.read_bytes()))
-            _write_atomic(path, data)
+            write_atomic(path, data)
     except BaseException:
         for path, data in done:
-            _write_atomic(path, data)
+            write_atomic(path, data)
         raise
     shutil.rmtree(root / BACKUPS, ignore_errors=True)
     (root / RECORD).unlink(missing_ok=True)

@@ -9,7 +9,8 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,7 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from envbuilder.errors import EnvbuilderError, StepFailed
+from envbuilder.execute import Reporter
 from envbuilder.plan import Plan, PlannedStep
+
+if TYPE_CHECKING:
+    from envbuilder.assets import AssetStatus, Installed
+    from envbuilder.fatbin import FatbinReport
+    from envbuilder.host import HostFacts
+    from envbuilder.host.compat import Arch
 
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -107,7 +115,7 @@ def table(title: str | None, columns: list[str], rows: Iterable[Iterable[str]]) 
     out.print(t)
 
 
-class ProgressReporter:
+class ProgressReporter(Reporter):
     """Live progress for `build`: a spinner with the step, elapsed time and the child's last
     line on a terminal; one plain line per event otherwise (CI logs)."""
 
@@ -161,3 +169,227 @@ class ProgressReporter:
     def step_failed(self, step: PlannedStep, error: EnvbuilderError, seconds: float) -> None:
         self._stop()
         self.console.print(f"      [red]✗[/] {step.name} [dim]failed after {seconds:.1f} s[/]")
+
+
+# --- what each command shows ---------------------------------------------------------------
+
+
+def recipes_list(rows: list[dict[str, Any]]) -> None:
+    table(
+        None,
+        ["recipe", "status", "origin", "summary"],
+        [[r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {escape(str(r['error']))}[/]"] for r in rows],
+    )
+
+
+def recipe_show(data: dict[str, Any]) -> None:
+    src = data["source"]
+    rows = [
+        ("recipe", f"{data['name']}: {data['summary']}"),
+        ("file", data["file"]),
+        ("license", data["license"] or "-"),
+        ("source", f"{src['git']} @ {src['commit']}" if "git" in src else str(src["path"])),
+        ("python", data["python"]),
+    ]
+    rows += [(f"torch {v['tag']}", " ".join(v["requirements"]) + f"  ({v['index'] or 'PyPI'})") for v in data["torch"]]
+    rows += [
+        ("requires", r["req"] + (f"  when {r['when']}" if r["when"] else "") + (f"  # {r['why']}" if r["why"] else ""))
+        for r in data["requirements"]
+    ]
+    for e in data["extensions"]:
+        own = e["source"]
+        where = f"from {own['git']} @ {own['commit'][:12]}" if own else f"at {e['path']}"
+        fixes = f" (patches: {', '.join(e['patches'])})" if e["patches"] else ""
+        rows.append(("extension", f"{e['name']} {where}, import {e['import']}{fixes}"))
+    for p in data["patches"]:
+        rows.append(("patch", f"{p['name']} on {', '.join(p['files'])}" + (f" when {p['when']}" if p["when"] else "")))
+    for a in data["assets"]:
+        rows.append(("asset", f"{a['name']}: {a['path']} ({'gated: ' + (a['register'] or '') if a['gated'] else 'free'})"))
+    for st in data["smoke"]:
+        rows.append(("smoke", f"{st['name']}: {' '.join(st['run'])}"))
+    if data["notes"]:
+        rows.append(("notes", data["notes"]))
+    kv_table(f"envbuilder show {data['name']}", rows)
+
+
+def build_done(prefix: str, manifest: str, smoke: dict[str, Any]) -> None:
+    out.print(f"[green]ready:[/] {escape(prefix)}  (activate: source {escape(prefix)}/venv/bin/activate)")
+    out.print(f"manifest: {escape(manifest)}")
+    if smoke.get("steps"):
+        smoke_run(smoke)
+    elif smoke.get("skipped"):
+        out.print(f"smoke run: skipped ({escape(smoke['skipped'])})")
+
+
+def build_blocked(recipe: str, root: Path, statuses: list[AssetStatus], blocked: dict[str, list[str]], code: int) -> None:
+    assets_status(recipe, root, statuses, blocked)
+    out.print(f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {recipe}`")
+
+
+def smoke_run(data: dict[str, Any]) -> None:
+    colour = {"ok": "green", "failed": "red", "blocked": "yellow", "skipped": "yellow"}
+    rows = []
+    for step in data["steps"]:
+        shown = {k: v for k, v in step["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        detail = step["detail"] or ""
+        if step["blocked_by"]:
+            detail = "needs " + ", ".join(step["blocked_by"])
+        status = f"[{colour.get(step['status'], 'red')}]{step['status']}[/]"
+        rows.append([step["name"], status, f"{step['seconds']:.0f} s", metrics, detail])
+    stubs = " [yellow](stub-driven: stand-ins for " + ", ".join(data["stubs"]) + ")[/]" if data["stub_driven"] else ""
+    table(f"smoke run of {data['recipe']}" + stubs, ["step", "status", "time", "metrics", "detail"], rows)
+
+
+def assets_status(recipe: str, root: Path, statuses: list[AssetStatus], blocked: dict[str, list[str]]) -> None:
+    if not statuses:
+        out.print(f"{recipe} needs no assets")
+        return
+    colour = {"ok": "green", "missing": "yellow"}
+    rows = []
+    for s in statuses:
+        a = s.asset
+        status = f"[{colour.get(s.status, 'red')}]{s.status}[/]" + (" [yellow](stand-in)[/]" if s.stub else "")
+        where = a.register if a.gated else (a.url or a.source)
+        rows.append([a.name, status, str(s.path), ("gated: " if a.gated else "free: ") + (where or "-"), s.detail])
+    table(f"assets of {recipe} (root {root})", ["asset", "status", "destination", "get it", "detail"], rows)
+    for step, names in blocked.items():
+        out.print(f"[yellow]blocked:[/] smoke step '{step}' needs {', '.join(names)}")
+    if not root.is_dir():
+        out.print(f"(no source tree at {root} yet: build first, or pass --root DIR)")
+
+
+def assets_installed(done: list[Installed], warnings: list[str]) -> None:
+    for w in warnings:
+        warn(w)
+    for d in done:
+        out.print(f"[green]installed[/] {d.asset.name}: {escape(str(d.source))} -> {escape(str(d.path))} ({escape(d.detail)})")
+
+
+def assets_fetched(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        out.print(f"{r['name']}: {escape(str(r['result']))}")
+
+
+def assets_stubbed(written: list[str], skipped: list[str]) -> None:
+    for name in written:
+        out.print(f"[yellow]stand-in[/] {name} written (random values: anything run on it is a stub run)")
+    for line in skipped:
+        out.print(f"skipped {escape(line)}")
+
+
+def patch_results(recipe: str, source: Path, mode: str, results: list[dict[str, Any]], diff_text: str) -> None:
+    if mode == "revert":
+        for r in results:
+            restored = r["reverted"]
+            out.print(f"{r['root']}: " + (f"restored {', '.join(restored)}" if restored else "nothing to revert"))
+        return
+    verb = {"apply": "would apply" if mode == "check" else "applied", "applied": "applied"}
+    table(
+        f"patches of {recipe} in {source}",
+        ["root", "patch", "status", "files", "note"],
+        [
+            [r["root"], r["patch"], verb.get(r["status"], r["status"]), " ".join(f["path"] for f in r["files"]) or "-", r["reason"]]
+            for r in results
+        ],
+    )
+    if diff_text:
+        sys.stdout.write(diff_text)
+
+
+def scan_results(root: Path, hits: list[Any], proposals: dict[str, list[str]]) -> None:
+    if not hits:
+        out.print(f"{root}: no cstdint, cfloat or C++-standard problems found")
+        return
+    table(f"problems in {root}", ["kind", "file:line", "code"], [[h.kind, f"{h.file}:{h.line}", h.text[:90]] for h in hits])
+    out.print("\nproposed patches (for the recipe's or extension's patches: list):")
+    for name, files in proposals.items():
+        out.print(f"  - {{use: {name}, files: [{', '.join(files)}]}}", markup=False)
+
+
+def toolkits(found: list[dict[str, Any]]) -> None:
+    rows = [
+        [t["version"], t["root"], t["found_by"], " ".join(f"sm_{c}" for c in t["sm_codes"]), "; ".join(t["problems"]) or "-"]
+        for t in found
+    ]
+    none = [["-", "-", "-", "-", "no CUDA toolkit found: install one, or `envbuilder toolkit install 13.0`"]]
+    table("CUDA toolkits", ["version", "CUDA_HOME", "found by", "archs", "problems"], rows or none)
+
+
+def matrix(rows: list[dict[str, Any]]) -> None:
+    table(
+        None,
+        ["recipe", "cuda", "torch", "python", "arch", "toolkit"],
+        [[r["recipe"], r["cuda"], r["torch"], r["python"], r["arch"], r["image"] or "envbuilder toolkit install"] for r in rows],
+    )
+
+
+def inspected(reports: list[FatbinReport], data: list[dict[str, Any]]) -> None:
+    runs = {"sass": "[green]yes (SASS)[/]", "ptx": "[yellow]via PTX JIT[/]"}
+    for r, d in zip(reports, data, strict=True):
+        out.print(
+            f"[bold]{escape(str(r.path))}[/]: SASS {' '.join(r.sass) or '-'}  PTX {' '.join(r.ptx) or '-'}"
+            + ("" if r.has_device_code else "  (no device code)")
+        )
+        table(
+            None,
+            ["kind", "arch", "compression", "bytes", "section"],
+            [[e.kind, e.arch, e.compression or "-", str(e.size), e.section] for e in r.entries],
+        )
+        for arch, how in d.get("runs_on", {}).items():
+            out.print(f"  runs on {arch}: " + runs.get(how or "", "[red]no[/]"))
+
+
+def doctor(host: HostFacts, archs: tuple[Arch, ...], verdicts: list[dict[str, Any]], canary: dict[str, Any] | None, can_build: bool) -> None:
+    gpus = "; ".join(f"{g.name} (cc {g.compute_capability}, driver {g.driver})" for g in host.gpus)
+    kv_table(
+        "host",
+        [
+            ("machine", f"{host.machine}, glibc {host.glibc or '?'}"),
+            ("cpu / memory", f"{host.cpu_count} cores, {host.memory_gib:.0f} GiB"),
+            ("gpus", gpus or (host.gpu_note or "none")),
+            ("compilers", ", ".join(f"{c.name} {c.version}" for c in host.compilers) or "none"),
+            ("pythons", ", ".join(sorted({str(i.version) for i in host.interpreters})) or "none"),
+            ("tools", ", ".join(f"{k}" for k in host.tools) or "none"),
+        ],
+    )
+    none = [["-", "-", "-", "[red]no[/]", "no CUDA toolkit found (install CUDA >= 12.8 or set CUDA_HOME)"]]
+    table(
+        f"CUDA toolkits for {', '.join(str(a) for a in archs)}",
+        ["version", "root", "found by", "can build", "why not"],
+        [
+            [v["toolkit"]["version"], v["toolkit"]["root"], v["toolkit"]["found_by"], "[green]yes[/]" if v["ok"] else "[red]no[/]", "; ".join(v["problems"])]
+            for v in verdicts
+        ]
+        or none,
+    )
+    if canary:
+        _canary(canary)
+    verdict = "[green]can build" if can_build else "[red]cannot build"
+    out.print(f"[bold]{verdict}[/] for {', '.join(str(a) for a in archs)} on this host")
+
+
+def _canary(canary: dict[str, Any]) -> None:
+    if canary.get("skipped"):
+        out.print(f"canary: skipped ({canary['skipped']})")
+        return
+    if canary.get("error"):
+        out.print(f"canary: [red]compile failed[/]: {escape(str(canary['error']))}")
+        return
+    out.print(
+        f"canary: compiled in {canary['compile_seconds']} s with CUDA {canary['nvcc']}: SASS {' '.join(canary['sass'])}; PTX {' '.join(canary['ptx']) or '-'}"
+    )
+    run = canary["run"]
+    if run.get("skipped"):
+        out.print(f"canary run: skipped ({run['skipped']})")
+    else:
+        out.print(f"canary run: {'[green]ok[/]' if run.get('ok') else '[red]failed[/]'} {escape(str(run))}")
+
+
+def diagnoses(findings: list[Any]) -> None:
+    if not findings:
+        out.print("no known error signature found")
+    for f in findings:
+        out.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]")
+        command = f"\n  run:   {f.signature.command}" if f.signature.command else ""
+        out.print(f"  cause: {escape(f.cause)}\n  fix:   {escape(f.fix)}" + escape(command))

@@ -19,23 +19,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envbuilder import assets, datasets, proc
-from envbuilder.context import Layout
-from envbuilder.errors import CommandFailed, EnvbuilderError, InputError
+from envbuilder.context import Layout, child_env
+from envbuilder.fsutil import write_json
+from envbuilder.errors import CommandFailed, EnvbuilderError, InputError, SmokeError, Verdict, exit_code_for
 from envbuilder.paths import probes_dir
 from envbuilder.recipe.model import Recipe, Smoke, SmokeFile, SmokeStep
-
-
-class SmokeError(EnvbuilderError):
-    pass
 
 
 @dataclass
 class StepOutcome:
     name: str
-    status: str  # ok | failed | blocked | skipped
+    status: Literal["ok", "failed", "blocked", "skipped"]
     seconds: float = 0.0
     detail: str = ""
     blocked_by: list[str] = field(default_factory=list)
@@ -63,12 +60,16 @@ class SmokeResult:
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> int:
+    def verdict(self) -> Verdict:
         if any(s.status == "failed" for s in self.steps):
-            return 1
+            return "failed"
         if self.stub_driven or any(s.status in ("blocked", "skipped") for s in self.steps):
-            return 3  # not proven: stand-ins are no evidence that the real models work
-        return 0
+            return "blocked"  # not proven: stand-ins are no evidence that the real models work
+        return "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_for([self.verdict])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,12 +98,12 @@ def run(
     """Run the recipe's smoke steps in the env at prefix (which must be built). `note` gets short
     progress messages, `on_line` every output line of the running command."""
     note = note or (lambda _: None)
-    layout = Layout(prefix)
+    layout = Layout(prefix, recipe.name)
     if recipe.smoke is None:
         raise InputError(f"recipe {recipe.name} has no smoke section")
     if not layout.python.exists():
         raise InputError(f"no built env at {prefix}", hint=f"envbuilder build {recipe.name} first")
-    root = layout.prefix / "src" / recipe.name  # where the sources step puts the tree
+    root = layout.source_tree
     smoke = recipe.smoke
     layout.logs.mkdir(parents=True, exist_ok=True)
     statuses = assets.check(recipe, root)
@@ -113,23 +114,17 @@ def run(
         statuses = assets.check(recipe, root)
     stubs = sorted({*stubs, *(s.asset.name for s in statuses if s.stub)})
     bad = {s.asset.name: f"{s.status} at {s.path}" for s in statuses if s.status != "ok"}
-    out = layout.prefix / "smoke" / "out"
+    out = layout.smoke / "out"
     places = {"python": str(layout.python), "src": str(root), "prefix": str(layout.prefix), "out": str(out), "data": ""}
     result = SmokeResult(recipe.name, stub_driven=bool(stubs), stubs=stubs, steps=[])
     if smoke.data:
-        data_dir = layout.prefix / "smoke" / "data"
+        data_dir = layout.smoke / "data"
         result.data = _generate(smoke.data, data_dir, layout.python, note)
         places["data"] = str(data_dir)
     _write_files(smoke, root)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    base_env = {
-        **os.environ,
-        **(env or {}),
-        "PATH": f"{layout.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        "VIRTUAL_ENV": str(layout.venv),
-    }
-    base_env.pop("PYTHONPATH", None)
+    base_env = child_env(layout.venv, env)
     stopped = ""
     for step in smoke.steps:
         if stopped:
@@ -147,8 +142,7 @@ def run(
         result.steps.append(outcome)
         if outcome.status != "ok":
             stopped = step.name
-    report = layout.prefix / "smoke" / "result.json"
-    report.write_text(json.dumps(result.to_json(), indent=1))
+    write_json(layout.smoke / "result.json", result.to_json(), indent=1)
     return result
 
 

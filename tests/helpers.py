@@ -10,11 +10,12 @@ from pathlib import Path
 from packaging.version import Version
 
 from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit
+from envbuilder.steps import NAMES
 
 FLAG_64BIT_LINUX = 0x11
 
-# The build's steps in order, as users see them in `plan` and the manifest.
-STEPS = ["toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke", "manifest"]
+# The build's steps in order, as users see them in `plan` and the manifest: the one step list.
+STEPS = list(NAMES)
 
 
 def fatbin_entry(

@@ -23,7 +23,7 @@ import scipy.io
 from envbuilder import assets
 from envbuilder.assets import formats, validators
 from envbuilder.assets.fetch import DownloadError, download
-from envbuilder.errors import EnvbuilderError
+from envbuilder.errors import EnvbuilderError, exit_code_for
 from envbuilder.recipe.catalog import Catalog
 
 from conftest import run_cli
@@ -230,10 +230,10 @@ def test_truncated_npz_is_caught(tmp_path):
 def test_check_reports_and_exit_codes(tmp_path):
     statuses = assets.check(RECIPE, tmp_path)
     assert {s.asset.name: s.status for s in statuses} == dict.fromkeys(ASSETS, "missing")
-    assert assets.exit_code(statuses) == 3
+    assert exit_code_for([assets.verdict(statuses)]) == 3
     assert assets.blocked_steps(statuses) == {"train": ["flame", "parsing"], "preprocess": ["bfm"]}
     write(tmp_path / ASSETS["flame"].path, b"<html>login</html>")
-    assert assets.exit_code(assets.check(RECIPE, tmp_path)) == 1
+    assert exit_code_for([assets.verdict(assets.check(RECIPE, tmp_path))]) == 1
 
 
 def test_a_missing_free_data_set_does_not_block_a_build(tmp_path):
@@ -241,10 +241,10 @@ def test_a_missing_free_data_set_does_not_block_a_build(tmp_path):
     recipe = Catalog.default().recipe("4dgaussians")
     (statuses,) = [assets.check(recipe, tmp_path)]
     assert [(s.asset.gated, s.asset.needed_by, s.status) for s in statuses] == [(False, (), "missing")]
-    assert assets.exit_code(statuses) == 3  # `envbuilder assets` still says something is missing
-    assert assets.build_exit_code(statuses) == 0
+    assert exit_code_for([assets.verdict(statuses)]) == 3  # `envbuilder assets` still says something is missing
+    assert exit_code_for([assets.build_verdict(statuses)]) == 0
     fixture = assets.check(RECIPE, tmp_path)  # gated or needed by a smoke step: blocked
-    assert assets.build_exit_code(fixture) == 3
+    assert exit_code_for([assets.build_verdict(fixture)]) == 3
 
 
 def test_install_from_the_downloaded_zip_and_trust_on_first_use(tmp_path):

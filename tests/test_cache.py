@@ -139,26 +139,18 @@ def test_unreadable_wheels_are_damaged_entries(tmp_path, data):
 def test_the_key_ignores_which_env_builds(tmp_path):
     """Two envs with their own torch put their own site-packages/nvidia/*/include on CPATH (a
     toolkit from PyPI wheels lacks those headers); the wheel one compiled must serve the other."""
-    from types import SimpleNamespace
-
-    from envbuilder.context import Layout
-    from envbuilder.steps.extensions import _key_inputs
+    from envbuilder.steps.extensions import _relevant_env, key_inputs
 
     source = tmp_path / "src"
     source.mkdir()
     (source / "setup.py").write_text("from setuptools import setup\n")
+    toolchain = {"python": {"abi": "cp312"}, "nvcc": "13.0.88", "gcc": "12.2.0"}
+    torch = {"version": "2.14.1", "cuda": "13.0"}
 
     def key(prefix: Path, cpath: str) -> str:
-        ctx = SimpleNamespace(
-            layout=Layout(prefix),
-            plan=SimpleNamespace(recipe=SimpleNamespace(env=())),
-            outputs={
-                "toolchain": {"python": {"abi": "cp312"}, "nvcc": "13.0.88", "gcc": "12.2.0"},
-                "wheels": {"torch": {"version": "2.14.1", "cuda": "13.0"}},
-            },
-        )
         build_env = {"TORCH_CUDA_ARCH_LIST": "12.0", "CPATH": cpath, "MAX_JOBS": "2"}
-        return cache.wheel_key(_key_inputs(ctx, "canary", "spec", source, build_env))  # type: ignore[arg-type]
+        env = _relevant_env(build_env, {"TORCH_CUDA_ARCH_LIST": "12.0", "MAX_JOBS": "2"}, prefix)
+        return cache.wheel_key(key_inputs("canary", "spec", source, toolchain, torch, env))
 
     site = "venv/lib/python3.12/site-packages/nvidia/cusparse/include"
     one, two = tmp_path / "env1", tmp_path / "env2"

@@ -12,7 +12,7 @@ import pytest
 from packaging.version import Version
 
 from envbuilder import patching
-from envbuilder.errors import SpecError
+from envbuilder.errors import RecipeError
 from envbuilder.patching import PatchContext, PatchError
 from envbuilder.recipe.catalog import Catalog, DataRoot
 from envbuilder.recipe.when import parse_condition
@@ -217,7 +217,7 @@ def test_write_failure_restores_written_files(tmp_path, monkeypatch):
         {"cuda_rasterizer/rasterizer_impl.h": HEADER, "simple_knn.cu": "#include <vector>\nfloat m = FLT_MAX;\n"},
     )
     before = snapshot(root)
-    real = patching._write_atomic
+    real = patching.write_atomic
     calls = {"n": 0}
 
     def flaky(path: Path, data: bytes) -> None:
@@ -227,7 +227,7 @@ def test_write_failure_restores_written_files(tmp_path, monkeypatch):
                 raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(patching, "_write_atomic", flaky)
+    monkeypatch.setattr(patching, "write_atomic", flaky)
     with pytest.raises(OSError, match="No space left"):
         patching.apply(root, [builtin("cstdint"), builtin("cfloat")], GCC13)
     assert snapshot(root) == before
@@ -394,7 +394,7 @@ def test_diff_applies_detects_reapplication_and_drift(tmp_path):
 
 
 def test_diff_checksum_mismatch_is_a_load_error(tmp_path):
-    with pytest.raises(SpecError, match="the patch declares") as info:
+    with pytest.raises(RecipeError, match="the patch declares") as info:
         diff_catalog(tmp_path, sha="ab" * 32).patch("add-cfloat")
     assert info.value.file.endswith("add-cfloat.yaml") and info.value.line == 6
 
@@ -443,7 +443,7 @@ def test_diff_checksum_mismatch_is_a_load_error(tmp_path):
 )
 def test_patch_yaml_errors(tmp_path, text, message):
     c = user_patches(tmp_path, {"bad.yaml": text})
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(RecipeError) as info:
         c.patch("bad")
     assert message in info.value.message + (info.value.hint or "")
     assert info.value.file.endswith("bad.yaml") and info.value.line

@@ -1,4 +1,4 @@
-"""Loader and model: valid recipes load; every malformed input is a SpecError naming file:line:key."""
+"""Loader and model: valid recipes load; every malformed input is a RecipeError naming file:line:key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from envbuilder.errors import SpecError
+from envbuilder.errors import RecipeError
 from envbuilder.recipe import yamlfile
 from envbuilder.recipe.catalog import Catalog, DataRoot
 from envbuilder.recipe.when import parse_condition
@@ -59,8 +59,8 @@ def load(tmp_path: Path, text: str):
     return catalog(tmp_path).recipe("demo")
 
 
-def error_for(tmp_path: Path, text: str) -> SpecError:
-    with pytest.raises(SpecError) as info:
+def error_for(tmp_path: Path, text: str) -> RecipeError:
+    with pytest.raises(RecipeError) as info:
         load(tmp_path, text)
     return info.value
 
@@ -133,7 +133,7 @@ def test_missing_key_and_empty_file(tmp_path):
 def test_not_utf8(tmp_path):
     write_recipe(tmp_path, "demo", "")
     (tmp_path / "recipes" / "demo.yaml").write_bytes(b"name: demo\nsummary: \xff\xfe\n")
-    with pytest.raises(SpecError, match="not UTF-8") as info:
+    with pytest.raises(RecipeError, match="not UTF-8") as info:
         catalog(tmp_path).recipe("demo")
     assert info.value.line == 2
 
@@ -169,7 +169,7 @@ def test_yaml_line_numbers():
     assert data["b"].item_lines == [3, 4]
 
 
-# --- fuzzing: whatever the bytes, the loader raises SpecError or returns a Recipe -----------------
+# --- fuzzing: whatever the bytes, the loader raises RecipeError or returns a Recipe -----------------
 
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
 yaml_values = st.recursive(
@@ -222,5 +222,5 @@ def test_fuzz_truncated_and_spliced_good_recipe(tmp_path, cut, junk):
 def _load_only_spec_errors(tmp_path: Path, text: str) -> None:
     path = write_recipe(tmp_path, "demo", "")
     path.write_bytes(text.encode("utf-8", "replace"))
-    with contextlib.suppress(SpecError):  # the only error a recipe may cause; anything else fails
+    with contextlib.suppress(RecipeError):  # the only error a recipe may cause; anything else fails
         catalog(tmp_path).recipe("demo")

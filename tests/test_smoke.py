@@ -258,10 +258,13 @@ def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet(tmp
     """Even on a GPU machine: the env is built and verified, so the build must not fail on it."""
     from types import SimpleNamespace
 
+    from envbuilder.errors import exit_code_for
+    from envbuilder.steps import Deps
     from envbuilder.steps import smoke as smoke_step
 
     notes: list[str] = []
-    ctx = SimpleNamespace(plan=SimpleNamespace(recipe=later_data_recipe(tmp_path)), note=notes.append)
-    out = smoke_step.run(ctx, {"enabled": True, "gpus": ["NVIDIA H100"], "stub_assets": False})  # type: ignore[arg-type]
-    assert out["exit_code"] == 0 and "talking-head-v9" in out["skipped"]
+    ctx = SimpleNamespace(note=notes.append)
+    inputs = smoke_step.SmokeRun(later_data_recipe(tmp_path), enabled=True, stub_assets=False, gpus=("NVIDIA H100",))
+    out = smoke_step.run(ctx, inputs, Deps("smoke", {}, {}))  # type: ignore[arg-type]
+    assert exit_code_for([out["verdict"]]) == 0 and "talking-head-v9" in out["skipped"]
     assert notes and "not possible yet" in notes[0]

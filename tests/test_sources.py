@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from envbuilder.cache import tree_digest
-from envbuilder.context import Context, Layout
+from envbuilder import git as gitlib
+from envbuilder.context import Layout, StepContext
+from envbuilder.steps import Deps
 from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
 from envbuilder.recipe.catalog import Catalog
@@ -43,7 +45,7 @@ def build_repos(base: Path, *, relative: bool = False) -> dict[str, str]:
 
 def run_sources(
     tmp_path: Path, url: str, commit: str, mirror: Path | None = None, note: str = ""
-) -> tuple[Context, dict]:
+) -> tuple[StepContext, dict]:
     body = (
         f"name: demo\nsummary: x\nsource:\n  git: {url}\n  commit: {commit}\n"
         + (f"  note: {note}\n" if note else "")
@@ -52,10 +54,10 @@ def run_sources(
     write_recipe(tmp_path / "data", "demo", body)
     recipe = Catalog.default([tmp_path / "data"]).recipe("demo")
     plan = make_plan(recipe, host(), Options(arch="12.0", prefix=tmp_path / "env", mirror=mirror))
-    layout = Layout(plan.prefix)
+    layout = Layout(plan.prefix, recipe.name)
     layout.logs.mkdir(parents=True)
-    ctx = Context(plan=plan, host=host(), layout=layout, log=layout.logs / "sources.log")
-    return ctx, sources.run(ctx, plan.step("sources").inputs)
+    ctx = StepContext(layout=layout, log=layout.logs / "sources.log")
+    return ctx, dict(sources.run(ctx, plan.step("sources").given, Deps("sources", {}, {})))
 
 
 def test_checkout_pins_commit_and_submodules(tmp_path):
@@ -159,12 +161,12 @@ def test_path_source_digest_ignores_build_artefacts(tmp_path):
 def test_mirror_candidates():
     names = [
         p.name
-        for p in sources.mirror_candidates(Path("/m"), "https://github.com/ashawkey/diff-gaussian-rasterization.git")
+        for p in gitlib.mirror_candidates(Path("/m"), "https://github.com/ashawkey/diff-gaussian-rasterization.git")
     ]
     assert names[0] == "ashawkey+diff-gaussian-rasterization"
     assert "diff-gaussian-rasterization.git" in names
     assert (
-        sources.resolve_url("../simple-knn.git", "https://gitlab.inria.fr/bkerbl/x.git")
+        gitlib.resolve_url("../simple-knn.git", "https://gitlab.inria.fr/bkerbl/x.git")
         == "https://gitlab.inria.fr/bkerbl/simple-knn.git"
     )
     assert shutil.which("git")

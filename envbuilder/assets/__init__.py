@@ -14,23 +14,25 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envbuilder.assets.validators import FLAME_VARIANTS, sha, validate
-from envbuilder.errors import EXIT_BLOCKED_ON_ASSETS, EXIT_FAILED, EXIT_OK, EnvbuilderError, InputError
+from envbuilder.errors import EnvbuilderError, InputError, Verdict
 from envbuilder.recipe.model import Asset, Recipe
 
 REGISTRY = ".envbuilder-assets.json"
 PROBLEMS = ("empty", "html-page", "wrong-structure", "checksum-mismatch", "truncated")
+Status = Literal["ok", "missing", "empty", "html-page", "wrong-structure", "checksum-mismatch", "truncated"]
 
 
 @dataclass
 class AssetStatus:
     asset: Asset
     path: Path
-    status: str  # ok | missing | empty | html-page | wrong-structure | checksum-mismatch | truncated
+    status: Status
     detail: str = ""
     stub: bool = False
     trust: str | None = None  # published | first-use | None
@@ -94,13 +96,18 @@ class Registry:
 
 
 def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
+    return check_assets(recipe.assets, root, recipe.name)
+
+
+def check_assets(wanted: Sequence[Asset], root: Path, recipe: str) -> list[AssetStatus]:
+    """Each asset's status in the tree at root (recipe: its name, for the commands we suggest)."""
     registry = Registry.load(root)
     statuses = []
-    for asset in recipe.assets:
+    for asset in wanted:
         path = destination(asset, root)
         record = registry.installed.get(asset.name, {})
         if not path.is_file():
-            statuses.append(AssetStatus(asset, path, "missing", _where_to_get(asset)))
+            statuses.append(AssetStatus(asset, path, "missing", _where_to_get(asset, recipe)))
             continue
         trusted = record.get("sha256") if record.get("trust") == "first-use" else None
         finding = validate(path, asset, trusted)
@@ -113,27 +120,27 @@ def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
     return statuses
 
 
-def _where_to_get(asset: Asset) -> str:
+def _where_to_get(asset: Asset, recipe: str) -> str:
     if asset.gated:
         return f"register at {asset.register}, download {asset.archive or Path(asset.path).name} from {asset.source}"
     if asset.url:
-        return "free download: envbuilder assets fetch RECIPE"
+        return f"free download: envbuilder assets fetch {recipe}"
     return f"get it from {asset.source}"
 
 
-def exit_code(statuses: list[AssetStatus]) -> int:
-    """1 when something present is broken, 3 when something is missing, else 0."""
+def verdict(statuses: Sequence[AssetStatus]) -> Verdict:
+    """failed when something present is broken, blocked when something is missing, else ok."""
     if any(s.status in PROBLEMS for s in statuses):
-        return EXIT_FAILED
+        return "failed"
     if any(s.status == "missing" for s in statuses):
-        return EXIT_BLOCKED_ON_ASSETS
-    return EXIT_OK
+        return "blocked"
+    return "ok"
 
 
-def build_exit_code(statuses: list[AssetStatus]) -> int:
-    """exit_code for `build`: a missing free download that no smoke step needs (a real data set,
-    for training beyond the smoke run) is reported but does not make a ready env exit 3."""
-    return exit_code([s for s in statuses if s.status != "missing" or s.asset.gated or s.asset.needed_by])
+def build_verdict(statuses: Sequence[AssetStatus]) -> Verdict:
+    """verdict for `build`: a missing free download that no smoke step needs (a real data set,
+    for training beyond the smoke run) is reported but does not make a ready env blocked."""
+    return verdict([s for s in statuses if s.status != "missing" or s.asset.gated or s.asset.needed_by])
 
 
 def blocked_steps(statuses: list[AssetStatus]) -> dict[str, list[str]]:

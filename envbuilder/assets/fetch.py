@@ -12,14 +12,10 @@ from pathlib import Path
 import requests
 
 from envbuilder.assets.formats import looks_like_html
-from envbuilder.errors import EnvbuilderError
+from envbuilder.errors import DownloadError, EnvbuilderError
 
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-class DownloadError(EnvbuilderError):
-    pass
 
 
 class _Retry(Exception):

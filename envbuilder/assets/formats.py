@@ -322,9 +322,9 @@ def looks_like_html(head: bytes) -> bool:
 
 
 @dataclass
-class Finding:
+class FileCheck:
     """What a validator concluded about a present file."""
 
-    status: str  # ok | empty | html-page | wrong-structure | checksum-mismatch | truncated
+    status: str  # ok, or one of assets.PROBLEMS
     detail: str = ""
     facts: dict[str, Any] = field(default_factory=dict)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from envbuilder.assets import formats
-from envbuilder.assets.formats import Finding, UnreadableFile
+from envbuilder.assets.formats import FileCheck, UnreadableFile
 from envbuilder.recipe.model import Asset
 
 # key -> expected shape; None in a shape means "any size along this axis".
@@ -94,17 +94,17 @@ def _shape_ok(found: Any, expected: Shape) -> bool:
     return all(e is None or e == f for f, e in zip(found, expected, strict=True))
 
 
-def _check_table(found: dict[str, Any], expected: Mapping[str, Shape | None], what: str) -> Finding:
+def _check_table(found: dict[str, Any], expected: Mapping[str, Shape | None], what: str) -> FileCheck:
     missing = [k for k in expected if k not in found]
     if missing:
         keys = ", ".join(sorted(found)[:12]) or "none"
-        return Finding("wrong-structure", f"not a {what}: missing {', '.join(missing)} (it has {keys})")
+        return FileCheck("wrong-structure", f"not a {what}: missing {', '.join(missing)} (it has {keys})")
     for key, shape in expected.items():
         got = found[key].get("shape") if isinstance(found[key], dict) else None
         if shape is not None and got is not None and not _shape_ok(got, shape):
             want = "x".join("*" if s is None else str(s) for s in shape)
-            return Finding("wrong-structure", f"{what}: {key} has shape {'x'.join(map(str, got))}, expected {want}")
-    return Finding("ok", f"{what}: {', '.join(f'{k} {_fmt(found[k])}' for k in list(expected)[:3])}", {"keys": found})
+            return FileCheck("wrong-structure", f"{what}: {key} has shape {'x'.join(map(str, got))}, expected {want}")
+    return FileCheck("ok", f"{what}: {', '.join(f'{k} {_fmt(found[k])}' for k in list(expected)[:3])}", {"keys": found})
 
 
 def _fmt(entry: Any) -> str:
@@ -123,7 +123,7 @@ def _model_table(path: Path) -> dict[str, Any]:
     return described
 
 
-def _flame(path: Path, asset: Asset) -> Finding:
+def _flame(path: Path, asset: Asset) -> FileCheck:
     table = _model_table(path)
     finding = _check_table(table, FLAME_KEYS, "FLAME model")
     if finding.status != "ok":
@@ -138,24 +138,24 @@ def _flame(path: Path, asset: Asset) -> Finding:
     return finding
 
 
-def _smplx(path: Path, asset: Asset) -> Finding:
+def _smplx(path: Path, asset: Asset) -> FileCheck:
     return _check_table(_model_table(path), SMPLX_KEYS, "SMPL-X model")
 
 
-def _smpl(path: Path, asset: Asset) -> Finding:
+def _smpl(path: Path, asset: Asset) -> FileCheck:
     return _check_table(_model_table(path), SMPL_KEYS, "SMPL model")
 
 
-def _bfm(path: Path, asset: Asset) -> Finding:
+def _bfm(path: Path, asset: Asset) -> FileCheck:
     return _check_table(formats.mat_variables(path.read_bytes()), BFM_VARIABLES, "BFM 2009 model")
 
 
-def _torch(path: Path, asset: Asset) -> Finding:
+def _torch(path: Path, asset: Asset) -> FileCheck:
     obj = formats.load_torch(path.read_bytes())
     described = formats.describe(obj)
     tensors = _count_tensors(described)
     keys = sorted(described)[:8] if isinstance(described, dict) else []
-    return Finding(
+    return FileCheck(
         "ok",
         f"torch checkpoint: {tensors} tensors" + (f"; keys {', '.join(keys)}" if keys else ""),
         {"tensors": tensors},
@@ -172,44 +172,44 @@ def _count_tensors(value: Any) -> int:
     return 0
 
 
-def _safetensors(path: Path, asset: Asset) -> Finding:
+def _safetensors(path: Path, asset: Asset) -> FileCheck:
     header = formats.safetensors_header(path.read_bytes())
-    return Finding("ok", f"safetensors: {len(header)} tensors", {"tensors": len(header)})
+    return FileCheck("ok", f"safetensors: {len(header)} tensors", {"tensors": len(header)})
 
 
-def _numpy(path: Path, asset: Asset) -> Finding:
+def _numpy(path: Path, asset: Asset) -> FileCheck:
     data = path.read_bytes()
     if data[:2] == b"PK":
         members = formats.npz_members(data)
-        return Finding("ok", f".npz with {', '.join(sorted(members)[:8])}", {"keys": members})
+        return FileCheck("ok", f".npz with {', '.join(sorted(members)[:8])}", {"keys": members})
     if data[:6] == formats.NPY_MAGIC:
         import io
 
         header = formats.npy_header(io.BytesIO(data))
-        return Finding("ok", f".npy array {_fmt(header)}", header)
+        return FileCheck("ok", f".npy array {_fmt(header)}", header)
     described = formats.describe(formats.load_pickle(data))  # np.save of an object array / dict
-    return Finding("ok", "pickled numpy data", {"value": described})
+    return FileCheck("ok", "pickled numpy data", {"value": described})
 
 
-def _zip(path: Path, asset: Asset) -> Finding:
+def _zip(path: Path, asset: Asset) -> FileCheck:
     names = formats.zip_listing(path.read_bytes())
     if asset.member and asset.member not in names:
-        return Finding("wrong-structure", f"the archive lacks {asset.member} (it holds {', '.join(names[:6])})")
-    return Finding("ok", f"zip with {len(names)} members")
+        return FileCheck("wrong-structure", f"the archive lacks {asset.member} (it holds {', '.join(names[:6])})")
+    return FileCheck("ok", f"zip with {len(names)} members")
 
 
-def _graph(path: Path, asset: Asset) -> Finding:
+def _graph(path: Path, asset: Asset) -> FileCheck:
     head = path.read_bytes()[:4]
     if head[:2] == b"PK":
-        return Finding("wrong-structure", "a zip archive where the .pb graph belongs: extract it first")
-    return Finding("ok", "frozen graph (content not parsed)")
+        return FileCheck("wrong-structure", "a zip archive where the .pb graph belongs: extract it first")
+    return FileCheck("ok", "frozen graph (content not parsed)")
 
 
-def _file(path: Path, asset: Asset) -> Finding:
-    return Finding("ok", f"{path.stat().st_size} bytes")
+def _file(path: Path, asset: Asset) -> FileCheck:
+    return FileCheck("ok", f"{path.stat().st_size} bytes")
 
 
-VALIDATORS: dict[str, Callable[[Path, Asset], Finding]] = {
+VALIDATORS: dict[str, Callable[[Path, Asset], FileCheck]] = {
     "file": _file,
     "flame-pkl": _flame,
     "bfm-mat": _bfm,
@@ -223,31 +223,31 @@ VALIDATORS: dict[str, Callable[[Path, Asset], Finding]] = {
 }
 
 
-def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> Finding:
+def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> FileCheck:
     """Generic checks first (they explain the common failures best), then the kind's structure."""
     size = path.stat().st_size
     if size == 0:
-        return Finding("empty", "0 bytes: the download failed or was interrupted")
+        return FileCheck("empty", "0 bytes: the download failed or was interrupted")
     with path.open("rb") as f:
         head = f.read(4096)
     if looks_html := formats.looks_like_html(head):
-        return Finding(
+        return FileCheck(
             "html-page", "an HTML page saved under the model's name (a login or error page?)", {"html": looks_html}
         )
     if asset.size and size < asset.size:
-        return Finding("truncated", f"{size} bytes, expected {asset.size}: an interrupted download")
+        return FileCheck("truncated", f"{size} bytes, expected {asset.size}: an interrupted download")
     for algorithm, expected in (("sha256", asset.sha256), ("sha1", asset.sha1)):
         if expected and sha(path, algorithm) != expected:
-            return Finding("checksum-mismatch", f"{algorithm} differs from the published {expected[:12]}…")
+            return FileCheck("checksum-mismatch", f"{algorithm} differs from the published {expected[:12]}…")
     if asset.git_blob and git_blob(path) != asset.git_blob:
-        return Finding("checksum-mismatch", f"git blob hash differs from upstream's {asset.git_blob[:12]}…")
+        return FileCheck("checksum-mismatch", f"git blob hash differs from upstream's {asset.git_blob[:12]}…")
     if trusted_sha256 and sha(path, "sha256") != trusted_sha256:
-        return Finding(
+        return FileCheck(
             "checksum-mismatch", f"sha256 differs from the one recorded when it was installed ({trusted_sha256[:12]}…)"
         )
     try:
         return VALIDATORS[asset.kind](path, asset)
     except UnreadableFile as exc:
-        return Finding("wrong-structure", str(exc))
+        return FileCheck("wrong-structure", str(exc))
     except OSError as exc:
-        return Finding("wrong-structure", f"cannot read: {exc.strerror}")
+        return FileCheck("wrong-structure", f"cannot read: {exc.strerror}")

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from envbuilder.errors import InputError, SpecError
+from envbuilder.errors import InputError, RecipeError
 from envbuilder.paths import builtin_data_root
 from envbuilder.recipe.load import Node, load_extension, load_patch, load_recipe
 from envbuilder.recipe.model import Extension, Patch, Recipe
@@ -124,7 +124,7 @@ class Catalog:
         try:
             return self.patch(name)
         except InputError as exc:
-            if isinstance(exc, SpecError):
+            if isinstance(exc, RecipeError):
                 raise
             raise node.error(exc.message, hint=exc.hint) from None
 
@@ -132,6 +132,6 @@ class Catalog:
         try:
             return self.extension(name)
         except InputError as exc:
-            if isinstance(exc, SpecError):
+            if isinstance(exc, RecipeError):
                 raise
             raise node.error(exc.message, hint=exc.hint) from None

@@ -16,7 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envbuilder import __version__
-from envbuilder.errors import SpecError
+from envbuilder.errors import RecipeError
 from envbuilder.recipe import yamlfile
 from envbuilder.recipe.when import Condition, parse_condition, parse_specifier
 from envbuilder.recipe.model import (
@@ -82,8 +82,8 @@ class Node:
         self.key = key
         self.line = line
 
-    def error(self, message: str, hint: str | None = None, *, line: int | None = None) -> SpecError:
-        return SpecError(message, file=self.file, line=line or self.line, key=self.key or None, hint=hint)
+    def error(self, message: str, hint: str | None = None, *, line: int | None = None) -> RecipeError:
+        return RecipeError(message, file=self.file, line=line or self.line, key=self.key or None, hint=hint)
 
     def _child(self, key: str) -> str:
         return f"{self.key}.{key}" if self.key else key
@@ -102,7 +102,7 @@ class Node:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-                raise SpecError(f"unknown key '{key}'", file=self.file, line=line, key=self._child(key), hint=hint)
+                raise RecipeError(f"unknown key '{key}'", file=self.file, line=line, key=self._child(key), hint=hint)
             result[key] = Node(value, self.file, self._child(key), line)
         missing = [k for k in required if k not in result]
         if missing:
@@ -223,7 +223,7 @@ class Node:
 def _root(path: Path) -> tuple[Node, str]:
     data, sha256 = yamlfile.load(path)
     if data is None:
-        raise SpecError("file is empty", file=path, line=1)
+        raise RecipeError("file is empty", file=path, line=1)
     return Node(data, path, "", getattr(data, "line", 1)), sha256
 
 
@@ -433,7 +433,7 @@ def _torch(node: Node) -> tuple[TorchVariant, ...]:
     for tag, vnode in node.entries():
         match = TORCH_TAG_RE.match(tag)
         if not match:
-            raise SpecError(
+            raise RecipeError(
                 f"unknown CUDA build tag {tag!r}",
                 file=node.file,
                 line=vnode.line,

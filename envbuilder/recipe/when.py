@@ -69,3 +69,16 @@ def parse_condition(raw: Mapping[str, str]) -> Condition:
         except (InvalidSpecifier, InvalidVersion):
             raise ValueError(f"{var}: {text!r} is not a version specifier (e.g. '>=12.8' or '<2.13')") from None
     return Condition(tuple(clauses))
+
+
+def facts(
+    *,
+    cuda: Version | None,
+    python: Version | None,
+    gcc: Version | None,
+    torch: Version | None,
+    archs: list[Version] | None,
+) -> dict[str, Version | list[Version] | None]:
+    """The facts conditions are evaluated against, built the same way by the plan, the patches
+    step and `envbuilder patch` (None: not known yet, which leaves a condition undecided)."""
+    return {"cuda": cuda, "python": python, "gcc": gcc, "arch": archs, "torch": torch}

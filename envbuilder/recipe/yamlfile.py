@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from envbuilder.errors import SpecError
+from envbuilder.errors import RecipeError
 
 
 class LineDict(dict):  # type: ignore[type-arg]
@@ -41,9 +41,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         try:
             hash(key)
         except TypeError:
-            raise SpecError("a mapping key must be a plain value", line=key_node.start_mark.line + 1) from None
+            raise RecipeError("a mapping key must be a plain value", line=key_node.start_mark.line + 1) from None
         if key in result:
-            raise SpecError(
+            raise RecipeError(
                 f"duplicate key {key!r} (first written on line {result.key_lines[key]})",
                 line=key_node.start_mark.line + 1,
             )
@@ -64,23 +64,23 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 
 def loads(text: str, file: Path | str | None = None) -> Any:
-    """Parse one YAML document. Any failure becomes a SpecError naming file and line."""
+    """Parse one YAML document. Any failure becomes a RecipeError naming file and line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
-    except SpecError as exc:
-        raise SpecError(exc.message, file=file, line=exc.line, hint=exc.hint) from None
+    except RecipeError as exc:
+        raise RecipeError(exc.message, file=file, line=exc.line, hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"YAML syntax error: {problem}", file=file, line=line) from None
+        raise RecipeError(f"YAML syntax error: {problem}", file=file, line=line) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML error: {exc}", file=file) from None
+        raise RecipeError(f"YAML error: {exc}", file=file) from None
     except RecursionError:
-        raise SpecError("YAML nesting is too deep", file=file) from None
+        raise RecipeError("YAML nesting is too deep", file=file) from None
     except (ValueError, TypeError, OverflowError) as exc:
         # e.g. an impossible date such as 2024-13-40, which SafeLoader turns into a datetime
-        raise SpecError(f"YAML value cannot be read: {exc}", file=file) from None
+        raise RecipeError(f"YAML value cannot be read: {exc}", file=file) from None
 
 
 def load(path: Path) -> tuple[Any, str]:
@@ -88,10 +88,10 @@ def load(path: Path) -> tuple[Any, str]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SpecError(f"cannot read file: {exc.strerror}", file=path) from None
+        raise RecipeError(f"cannot read file: {exc.strerror}", file=path) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SpecError("file is not UTF-8 text", file=path, line=line) from None
+        raise RecipeError("file is not UTF-8 text", file=path, line=line) from None
     return loads(text, path), hashlib.sha256(data).hexdigest()

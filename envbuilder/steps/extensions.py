@@ -2,6 +2,7 @@
 
 Built with the env's own pip, no build isolation (the extension must see the env's torch),
 TORCH_CUDA_ARCH_LIST from --arch, CUDA_HOME from the plan and MAX_JOBS sized from cores and RAM.
+A wheel whose content key (key_inputs below) is in the cache is installed without compiling.
 """
 
 from __future__ import annotations
@@ -12,60 +13,105 @@ import shutil
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from envbuilder import cache, installer
-from envbuilder.context import Context, Data
+from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.host.compat import parse_arch_list
 from envbuilder.paths import cache_dir
+from envbuilder.recipe.model import Extension
+from envbuilder.resolve import Resolved
+from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
+NAME = "extensions"
+DEPENDS = ("toolchain", "patches", "wheels")
+VOLATILE = False
+DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
-def run(ctx: Context, inputs: Data) -> Data:
-    tool = installer.for_context(ctx)
+
+@dataclass(frozen=True)
+class Build:
+    name: str
+    path: str  # where its setup.py sits, in the method's tree or in its own
+    extension: Extension
+
+    def key(self) -> Data:
+        return {"name": self.name, "path": self.path, "import": self.extension.import_name, "spec_sha256": self.extension.sha256}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    extensions: tuple[Build, ...]
+    build_env: dict[str, str]  # CUDA_HOME, TORCH_CUDA_ARCH_LIST, MAX_JOBS, compiler, the recipe's env
+
+    def key(self) -> Data:
+        return {"extensions": [b.key() for b in self.extensions], "build_env": self.build_env}
+
+
+class Outputs(TypedDict):
+    # per extension: name, import, wheel, wheel_sha256, so_files, build_seconds, cache_key, cache
+    # (hit | cached | already cached | not cached: why)
+    extensions: list[dict[str, Any]]
+    cpath: list[str]
+    build_env: dict[str, str]
+
+
+def inputs(r: Resolved) -> tuple[str, Inputs]:
+    names = ", ".join(e.name for e in r.extensions) or "nothing"
+    summary = f"build {names} for {r.torch_cuda_arch_list} with {r.jobs} jobs"
+    return summary, Inputs(tuple(Build(e.name, e.path, e.extension) for e in r.extensions), r.build_env)
+
+
+def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    tool = installer.for_env(deps["venv"]["installer"], ctx)
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
-    env = ctx.build_env()
-    extra_includes = _wheel_cuda_includes(ctx)
+    cuda_home = Path(inputs.build_env["CUDA_HOME"])
+    env = ctx.env(inputs.build_env, path_first=[cuda_home / "bin"])
+    extra_includes = _wheel_cuda_includes(cuda_home, deps["venv"])
     if extra_includes:
         env["CPATH"] = os.pathsep.join([*extra_includes, *filter(None, [env.get("CPATH")])])
         ctx.note(
             f"the toolkit lacks the CUDA math-library headers; using torch's nvidia wheels: {', '.join(extra_includes)}"
         )
-    built = []
+    archs = parse_arch_list(inputs.build_env["TORCH_CUDA_ARCH_LIST"])
     store = cache.WheelCache(cache_dir() / "wheels")
-    uses = {e.name: e for e in ctx.plan.extensions}
-    for ext in inputs["extensions"]:
-        use = uses[ext["name"]]
-        source = extension_dir(ctx.outputs["sources"], use)
+    built = []
+    for b in inputs.extensions:
+        source = extension_dir(deps["sources"], b.name, b.path)
         if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
-            raise InputError(f"extension {ext['name']}: no setup.py or pyproject.toml in {source}")
+            raise InputError(f"extension {b.name}: no setup.py or pyproject.toml in {source}")
         shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
-        build_env = {**env, **dict(use.extension.build_env)}
-        key_inputs = _key_inputs(ctx, ext["name"], use.extension.sha256, source, build_env)
-        key = cache.wheel_key(key_inputs)
+        build_env = {**env, **dict(b.extension.build_env)}
+        relevant = _relevant_env(build_env, inputs.build_env, ctx.layout.prefix)
+        key_data = key_inputs(b.name, b.extension.sha256, source, deps["toolchain"], deps["wheels"]["torch"], relevant)
+        key = cache.wheel_key(key_data)
         started = time.monotonic()
-        cached, why = store.lookup(key, ctx.plan.archs)
+        cached, why = store.lookup(key, archs)
         if cached is not None:
             wheel = ctx.layout.wheels / cached.name
             shutil.copyfile(cached, wheel)
             cache_status = "hit"
-            ctx.note(f"{ext['name']}: cached wheel {cached.name} (key {key[:12]}), no compile")
+            ctx.note(f"{b.name}: cached wheel {cached.name} (key {key[:12]}), no compile")
         else:
             if why != "not cached":
-                ctx.note(f"{ext['name']}: {why}")
-            ctx.note(f"compiling {ext['name']} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
-            wheel = _build(ctx, tool, ext["name"], source, build_env)
-            cache_status = store.store(key, wheel, key_inputs, ctx.plan.archs)
+                ctx.note(f"{b.name}: {why}")
+            ctx.note(f"compiling {b.name} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
+            wheel = _build(ctx, tool, b.name, source, build_env)
+            cache_status = store.store(key, wheel, key_data, archs)
             if cache_status not in ("cached", "already cached"):
-                ctx.note(f"warning: {ext['name']}: {cache_status}")
+                ctx.note(f"warning: {b.name}: {cache_status}")
         seconds = round(time.monotonic() - started, 1)
         tool.install([str(wheel)], options=["--no-deps", "--force-reinstall"])
         with zipfile.ZipFile(wheel) as zf:
             so_files = sorted(n for n in zf.namelist() if n.endswith(".so") or ".so." in n)
         built.append(
             {
-                "name": ext["name"],
-                "import": ext["import"],
+                "name": b.name,
+                "import": b.extension.import_name,
                 "wheel": str(wheel),
                 "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
                 "so_files": so_files,
@@ -76,26 +122,28 @@ def run(ctx: Context, inputs: Data) -> Data:
         )
         if cache_status != "hit":
             ctx.note(f"built {wheel.name} in {seconds:.0f} s")
-    return {"extensions": built, "cpath": extra_includes}
+    return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
 
 
-def _key_inputs(ctx: Context, name: str, spec_sha256: str, source: Path, build_env: dict[str, str]) -> Data:
-    """Everything that changes the bytes of a built extension (MAX_JOBS does not)."""
-    toolchain = ctx.outputs["toolchain"]
-    torch = ctx.outputs["wheels"]["torch"]
-    relevant = {k: v for k, v in build_env.items() if k in _KEY_ENV or k in dict(ctx.plan.recipe.env)}
-    # the env's own paths (CPATH to its torch's nvidia headers) must not keep other envs from sharing
-    relevant = {k: v.replace(str(ctx.layout.prefix), "<prefix>") for k, v in relevant.items()}
+def still_valid(layout: Layout, outputs: Outputs) -> bool:
+    return all(Path(e["wheel"]).is_file() for e in outputs.get("extensions", []))
+
+
+def key_inputs(
+    name: str, extension_sha256: str, source: Path, toolchain: Data, torch: Data, env: dict[str, str]
+) -> Data:
+    """The content key of a built extension: everything that changes its bytes (MAX_JOBS does
+    not), computable from the patched source tree before anything compiles."""
     return {
         "extension": name,
-        "spec": spec_sha256,
+        "spec": extension_sha256,  # the extension.yaml's sha256 (named before extensions had their own name)
         "source": cache.tree_digest(source),
-        "archs": build_env["TORCH_CUDA_ARCH_LIST"],
+        "archs": env["TORCH_CUDA_ARCH_LIST"],
         "torch": [torch["version"], torch["cuda"]],
         "python": toolchain["python"]["abi"],
         "nvcc": toolchain["nvcc"],
         "gcc": toolchain["gcc"],
-        "env": relevant,
+        "env": env,
     }
 
 
@@ -111,10 +159,18 @@ _KEY_ENV = {
     "IGNORE_TORCH_VER",
     "BUILD_NO_CUDA",
 }
+_NOT_KEY = {"CUDA_HOME", "MAX_JOBS"}
 
 
-def _build(ctx: Context, tool: installer.Installer, name: str, source: Path, env: dict[str, str]) -> Path:
-    with tempfile.TemporaryDirectory(prefix=f"envbuilder-{name}-") as out, _arch_free_path(source) as build_from:
+def _relevant_env(env: dict[str, str], planned: dict[str, str], prefix: Path) -> dict[str, str]:
+    """The build variables that reach the key: the known ones and the recipe's own. The env's own
+    paths (CPATH to its torch's nvidia headers) are normalised so other envs can share the wheel."""
+    wanted = _KEY_ENV | (set(planned) - _NOT_KEY)
+    return {k: v.replace(str(prefix), "<prefix>") for k, v in env.items() if k in wanted}
+
+
+def _build(ctx: StepContext, tool: installer.Installer, name: str, source: Path, env: dict[str, str]) -> Path:
+    with tempfile.TemporaryDirectory(prefix=f"envbuilder-{name}-") as out, ArchFreePath(source) as build_from:
         tool.build_wheel(build_from, Path(out), env)
         wheels = sorted(Path(out).glob("*.whl"))
         if len(wheels) != 1:
@@ -124,23 +180,22 @@ def _build(ctx: Context, tool: installer.Installer, name: str, source: Path, env
     return wheel
 
 
-def _wheel_cuda_includes(ctx: Context) -> list[str]:
+def _wheel_cuda_includes(cuda_home: Path, venv: Data) -> list[str]:
     """A toolkit assembled from PyPI wheels (nvcc, crt, cudart, cccl) has no cusparse.h, cublas_v2.h
     … which ATen/cuda/CUDAContext.h includes. torch's own nvidia-* wheels ship them in
     site-packages/nvidia/<pkg>/include: put those on CPATH, which nvcc's host preprocessing and g++
     search after the toolkit's own -I directories."""
-    if (ctx.plan.toolkit.root / "include" / "cusparse.h").exists():
+    if (cuda_home / "include" / "cusparse.h").exists():
         return []
-    sites = [ctx.outputs["venv"]["platlib"], *ctx.outputs["venv"].get("inherited_site_packages", [])]
     found = []
-    for site in sites:
+    for site in [venv["platlib"], *venv.get("inherited_site_packages", [])]:
         for include in sorted(Path(site).glob("nvidia/*/include")):
             if include.is_dir() and str(include) not in found:
                 found.append(str(include))
     return found
 
 
-class _arch_free_path:
+class ArchFreePath:
     """torch drops every -gencode flag when any nvcc flag contains the text "arch" (bw §2), and
     upstream setup.py files pass -I<their absolute path>/third_party/glm. If the source path
     contains "arch", build through a symlink whose path does not (setup.py uses abspath, which

@@ -1,49 +1,101 @@
 """manifest: envbuilder.lock.json, written last and atomically. Its presence means the env is
-complete; it records everything needed to rebuild the env or audit it."""
+complete; it records what was built, from what, and how (the lock, pylock.<recipe>.toml, is
+made from it and from the plan: see envbuilder/lock/)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
 
 from envbuilder import __version__
-from envbuilder.context import Context, Data
+from envbuilder.assets import Registry
+from envbuilder.context import Data, Layout, StepContext
+from envbuilder.fsutil import write_json
+from envbuilder.resolve import Resolved
+from envbuilder.steps.protocol import Deps
+
+NAME = "manifest"
+DEPENDS = ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke")
+VOLATILE = False
+DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
 
-def build_manifest(ctx: Context) -> Data:
-    plan, out = ctx.plan, ctx.outputs
+@dataclass(frozen=True)
+class Inputs:
+    recipe_sha256: str
+    recipe_file: str
+    archs: tuple[str, ...]
+
+    def key(self) -> Data:
+        return {
+            "recipe_sha256": self.recipe_sha256,
+            "recipe_file": self.recipe_file,
+            "archs": list(self.archs),
+            "envbuilder": __version__,
+        }
+
+
+class Outputs(TypedDict):
+    path: str
+
+
+def inputs(r: Resolved) -> tuple[str, Inputs]:
+    layout = Layout(r.prefix, r.recipe.name)
+    summary = f"write {layout.manifest}"
+    return summary, Inputs(r.recipe.sha256, str(r.recipe.file), tuple(str(a) for a in r.archs))
+
+
+def build_manifest(ctx: StepContext, inputs: Inputs, deps: Deps) -> Data:
+    extensions = deps["extensions"]
     return {
         "envbuilder": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": {"name": plan.recipe.name, "file": str(plan.recipe.file), "sha256": plan.recipe.sha256},
-        "prefix": str(plan.prefix),
-        "archs": [str(a) for a in plan.archs],
-        "torch_cuda_arch_list": plan.torch_cuda_arch_list,
-        "toolchain": out["toolchain"],
-        "build_env": plan.build_env,
-        "source": out["sources"],
-        "venv": out["venv"],
-        "torch": out["wheels"]["torch"],
-        "packages": out["wheels"]["packages"],
-        "extensions": out["extensions"]["extensions"],
-        "patches": out["patches"]["patches"],
-        "cxx_standard": out["patches"]["cxx_standard"],
-        "verify": out["verify"],
-        "assets": out["assets"]["assets"],
-        "smoke": out.get("smoke", {}),
-        "steps": {s.name: s.key for s in plan.steps},
+        "recipe": {"name": ctx.layout.recipe, "file": inputs.recipe_file, "sha256": inputs.recipe_sha256},
+        "prefix": str(ctx.layout.prefix),
+        "archs": list(inputs.archs),
+        "torch_cuda_arch_list": extensions["build_env"]["TORCH_CUDA_ARCH_LIST"],
+        "toolchain": deps["toolchain"],
+        "build_env": extensions["build_env"],
+        "source": deps["sources"],
+        "venv": deps["venv"],
+        "torch": deps["wheels"]["torch"],
+        "packages": deps["wheels"]["packages"],
+        "extensions": extensions["extensions"],
+        "patches": deps["patches"]["patches"],
+        "cxx_standard": deps["patches"]["cxx_standard"],
+        "verify": deps["verify"],
+        "assets": deps["assets"]["assets"],
+        "smoke": deps["smoke"],
+        "steps": {**deps.keys, NAME: ctx.key},
     }
 
 
-def run(ctx: Context, inputs: Data) -> Data:
-    manifest = build_manifest(ctx)
+def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     target = ctx.layout.manifest
-    fd, tmp = tempfile.mkstemp(prefix=".envbuilder.lock.", dir=target.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, target)
+    write_json(target, build_manifest(ctx, inputs, deps))
     ctx.note(f"wrote {target}")
-    return {"path": str(target)}
+    return Outputs(path=str(target))
+
+
+def still_valid(layout: Layout, outputs: Outputs) -> bool:
+    return layout.manifest.is_file()
+
+
+def record_assets(layout: Layout, registry: Registry) -> bool:
+    """After `assets install/fetch`: the env's manifest lists its assets (sha256 and how far each
+    is trusted). False when there is no finished env to record them in."""
+    if not layout.manifest.is_file():
+        return False
+    data = read(layout.manifest)
+    data["assets_installed"] = registry.installed
+    data["assets_stubs"] = registry.stubs
+    write_json(layout.manifest, data)
+    return True
+
+
+def read(path: Path) -> Data:
+    data: Data = json.loads(path.read_text())
+    return data

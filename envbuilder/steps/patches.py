@@ -1,57 +1,114 @@
-"""patches: bring the source tree to "pristine + exactly the recipe's patches".
+"""patches: bring the source trees to "pristine + exactly the recipe's patches".
 
 Recipe-level patches apply with the source root as root, each extension's with its directory.
 Conditions are decided here, with the torch that was just installed; `cxx-standard: auto` uses
-the C++ standard that torch's own headers demand.
+the C++ standard that torch's own headers demand (envbuilder/patching.py does the work).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from packaging.version import Version
 
 from envbuilder import patching
-from envbuilder.context import Context, Data
-from envbuilder.host import compat
-from envbuilder.recipe.model import PatchUse
+from envbuilder.context import Data, Layout, StepContext
+from envbuilder.host.compat import parse_arch
+from envbuilder.recipe import when
+from envbuilder.recipe.model import ExtensionUse, PatchUse, Recipe
+from envbuilder.resolve import Resolved
+from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
+NAME = "patches"
+DEPENDS = ("sources", "wheels")  # conditions and the C++ standard need the installed torch
+VOLATILE = False
+DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
-def patch_sets(ctx: Context) -> list[tuple[Path, tuple[PatchUse, ...]]]:
-    sources = ctx.outputs["sources"]
-    sets = [(Path(sources["root"]), ctx.plan.recipe.patches)] if ctx.plan.recipe.patches else []
-    sets += [(extension_dir(sources, e), e.extension.patches) for e in ctx.plan.extensions if e.extension.patches]
+
+@dataclass(frozen=True)
+class PatchSet:
+    root: str  # "." (the method's tree) or an extension's path in its tree
+    tree: str | None  # None: the method's tree; else the extension whose own repository holds root
+    uses: tuple[PatchUse, ...]
+
+    def key(self) -> Data:
+        data: Data = {"root": self.root, "patches": [_use_key(u) for u in self.uses]}
+        if self.tree is not None:
+            data["tree"] = self.tree
+        return data
+
+
+def _use_key(u: PatchUse) -> Data:
+    when = str(u.condition) if u.condition else None
+    return {"name": u.name, "sha256": u.patch.sha256, "files": list(u.targets), "when": when}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    sets: tuple[PatchSet, ...]
+    archs: tuple[str, ...] | None  # only when a condition reads the arch (other facts: the toolchain)
+
+    def key(self) -> Data:
+        data: Data = {"sets": [s.key() for s in self.sets]}
+        if self.archs is not None:
+            data["archs"] = list(self.archs)
+        return data
+
+
+class Outputs(TypedDict):
+    patches: list[dict[str, Any]]  # per root: patch, status, files with sha256 before/after
+    cxx_standard: str | None
+
+
+def patch_sets(recipe: Recipe, extensions: Sequence[ExtensionUse]) -> list[PatchSet]:
+    """The recipe's own patches (root ".") and each extension's, in the order they apply."""
+    sets = [PatchSet(".", None, recipe.patches)]
+    sets += [PatchSet(e.path, e.name if e.extension.source else None, e.extension.patches) for e in extensions]
     return sets
 
 
-def context_for(ctx: Context) -> patching.PatchContext:
-    torch = ctx.outputs["wheels"]["torch"]
-    version = Version(torch["version"])
-    standard = patching.torch_cxx_standard(Path(torch["file"]).parent) or compat.cxx_standard(version)
-    facts: dict[str, Version | list[Version] | None] = {
-        "cuda": ctx.plan.toolkit.version,
-        "gcc": ctx.plan.compiler.version,
-        "python": Version(ctx.outputs["venv"]["version"]),
-        "torch": version,
-        "arch": [a.version for a in ctx.plan.archs],
-    }
-    return patching.PatchContext(facts=facts, cxx_standard=standard)
+def inputs(r: Resolved) -> tuple[str, Inputs]:
+    sets = patch_sets(r.recipe, r.extensions)
+    by_arch = any(u.condition and "arch" in u.condition.variables() for s in sets for u in s.uses)
+    owners = [(r.recipe.name, r.recipe.patches)] + [(e.name, e.extension.patches) for e in r.extensions]
+    parts = [f"{owner}: {u.name}{_mark(u, r.facts)}" for owner, uses in owners for u in uses]
+    archs = tuple(str(a) for a in r.archs) if by_arch else None
+    return "; ".join(parts) or "none", Inputs(tuple(s for s in sets if s.uses), archs)
 
 
-def run(ctx: Context, inputs: Data) -> Data:
-    context = context_for(ctx)
+def _mark(u: PatchUse, facts: when.Facts) -> str:
+    decided = u.condition.evaluate(facts) if u.condition else True
+    if decided:
+        return ""
+    return f" (skipped: when {u.condition})" if decided is False else " (decided after torch install)"
+
+
+def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    toolchain, venv, torch = deps["toolchain"], deps["venv"], deps["wheels"]["torch"]
+    facts = when.facts(
+        cuda=Version(toolchain["nvcc"]),
+        python=Version(venv["version"]),
+        gcc=Version(toolchain["gcc"]),
+        torch=Version(torch["version"]),
+        archs=[parse_arch(a).version for a in inputs.archs] if inputs.archs is not None else None,
+    )
+    context = patching.context_for(facts, Path(torch["file"]).parent)
     results = []
-    for root, uses in patch_sets(ctx):
+    for s in inputs.sets:
+        root = extension_dir(deps["sources"], s.tree or "", s.root)
         rel = root.relative_to(ctx.layout.src).as_posix()
-        outcomes = patching.apply(root, uses, context)
-        for o in outcomes:
-            ctx.note(
-                f"{rel}: {o.patch}: {o.status}"
-                + (f" ({o.reason})" if o.reason else "")
-                + "".join(f" {c.path}" for c in o.changes)
-            )
+        for o in patching.apply(root, s.uses, context):
+            changed = "".join(f" {c.path}" for c in o.changes)
+            ctx.note(f"{rel}: {o.patch}: {o.status}" + (f" ({o.reason})" if o.reason else "") + changed)
             results.append({"root": rel, **o.to_json()})
     if not results:
         ctx.note("no patches in this recipe")
-    return {"patches": results, "cxx_standard": context.cxx_standard}
+    return Outputs(patches=results, cxx_standard=context.cxx_standard)
+
+
+def still_valid(layout: Layout, outputs: Outputs) -> bool:
+    return True

@@ -9,13 +9,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from envbuilder import fatbin
-from envbuilder.context import Context, Data
-from envbuilder.errors import EnvbuilderError
+from envbuilder.context import Data, Layout, StepContext
+from envbuilder.errors import VerifyFailed
 from envbuilder.host.compat import parse_arch
 from envbuilder.paths import probe_script
+from envbuilder.resolve import Resolved
+from envbuilder.steps.protocol import Deps
+
+NAME = "verify"
+DEPENDS = ("extensions",)
+VOLATILE = False
+DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
 IMPORTS = """
 import importlib, json, sys, traceback
@@ -34,41 +43,65 @@ print(json.dumps(result))
 """
 
 
-class VerifyFailed(EnvbuilderError):
-    pass
+@dataclass(frozen=True)
+class Inputs:
+    archs: tuple[str, ...]
+    modules: tuple[str, ...]
+    probes: tuple[str, ...]
+    gpus: tuple[str, ...]
+
+    def key(self) -> Data:
+        return {"archs": list(self.archs), "modules": list(self.modules), "probes": list(self.probes), "gpus": list(self.gpus)}
 
 
-def check_binaries(ctx: Context, archs: list[str]) -> tuple[list[Data], list[str]]:
+class Outputs(TypedDict):
+    binaries: list[dict[str, Any]]  # per .so: extension, file, sass, ptx, runs_on
+    imports: dict[str, dict[str, Any]]
+    probes: dict[str, Any]
+
+
+def inputs(r: Resolved) -> tuple[str, Inputs]:
+    summary = f"every .so holds SASS (or JIT-able PTX) for {', '.join(str(a) for a in r.archs)}; modules import" + (
+        "; probes run on the GPU" if r.gpus else "; no GPU here: kernel probes skipped"
+    )
+    return summary, Inputs(
+        tuple(str(a) for a in r.archs),
+        tuple(e.extension.import_name for e in r.extensions),
+        tuple(e.extension.probe for e in r.extensions if e.extension.probe),
+        r.gpus,
+    )
+
+
+def check_binaries(platlib: Path, extensions: list[Data], archs: list[str]) -> tuple[list[Data], list[str]]:
     wanted = [parse_arch(a) for a in archs]
-    platlib = Path(str(ctx.outputs["venv"]["platlib"]))
     binaries, problems = [], []
-    for ext in ctx.outputs["extensions"]["extensions"]:
+    for ext in extensions:
         with_device_code = 0
         for rel in ext["so_files"]:
-            report = fatbin.inspect_file(platlib / rel)
-            coverage = {str(a): report.runs_on(a.major, a.minor, a.suffix) for a in wanted}
+            found = fatbin.inspect_file(platlib / rel)
+            coverage = {str(a): found.runs_on(a.major, a.minor, a.suffix) for a in wanted}
             binaries.append(
-                {"extension": ext["name"], "file": rel, "sass": report.sass, "ptx": report.ptx, "runs_on": coverage}
+                {"extension": ext["name"], "file": rel, "sass": found.sass, "ptx": found.ptx, "runs_on": coverage}
             )
-            if not report.has_device_code:
+            if not found.has_device_code:
                 continue
             with_device_code += 1
             for arch in wanted:
-                how = coverage[str(arch)]
-                if how is None:
+                if coverage[str(arch)] is None:
                     problems.append(
-                        f"{rel}: no SASS or PTX for {arch} (it holds SASS {', '.join(report.sass) or 'none'}, "
-                        f"PTX {', '.join(report.ptx) or 'none'})"
+                        f"{rel}: no SASS or PTX for {arch} (it holds SASS {', '.join(found.sass) or 'none'}, "
+                        f"PTX {', '.join(found.ptx) or 'none'})"
                     )
-                if arch.ptx and f"compute_{arch.sm}" not in report.ptx:
+                if arch.ptx and f"compute_{arch.sm}" not in found.ptx:
                     problems.append(f"{rel}: {arch} asks for PTX compute_{arch.sm}, which is missing")
         if with_device_code == 0:
             problems.append(f"extension {ext['name']}: none of its {len(ext['so_files'])} .so files holds device code")
     return binaries, problems
 
 
-def run(ctx: Context, inputs: Data) -> Data:
-    binaries, problems = check_binaries(ctx, inputs["archs"])
+def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    platlib = Path(deps["venv"]["platlib"])
+    binaries, problems = check_binaries(platlib, deps["extensions"]["extensions"], list(inputs.archs))
     if problems:
         raise VerifyFailed(
             "built binaries lack the requested archs:\n  " + "\n  ".join(problems),
@@ -85,31 +118,39 @@ def run(ctx: Context, inputs: Data) -> Data:
                 f"warning: {Path(b['file']).name} runs on {', '.join(jit_only)} only through PTX JIT "
                 "(slow first start, no arch-tuned code): did the build ignore TORCH_CUDA_ARCH_LIST?"
             )
-
-    modules = inputs["modules"]
-    imports = (
-        json.loads(ctx.capture([ctx.layout.python, "-c", IMPORTS, *modules]).strip().splitlines()[-1])
-        if modules
-        else {}
-    )
-    failed = {name: r for name, r in imports.items() if not r["ok"]}
-    if failed:
-        name, r = next(iter(failed.items()))
-        raise VerifyFailed(
-            f"module {name} does not import in the env: {r['error']}", hint="see the verify log for the traceback"
-        )
-    ctx.note(f"imported {', '.join(modules) or 'nothing'}")
-
-    probes: dict[str, object] = {}
-    for probe in inputs["probes"]:
-        if not inputs["gpus"]:
+    imports = _imports(ctx, list(inputs.modules))
+    probes: dict[str, Any] = {}
+    for probe in inputs.probes:
+        if not inputs.gpus:
             probes[probe] = {"skipped": "no GPU on this machine"}
             continue
-        script = probe_script(probe)
-        out = ctx.capture([ctx.layout.python, script], timeout=900)
+        out = ctx.capture([ctx.layout.python, probe_script(probe)], timeout=900)
         result = json.loads(out.strip().splitlines()[-1])
         probes[probe] = result
         if not result.get("ok"):
             raise VerifyFailed(f"probe {probe} failed on the GPU: {result.get('error') or result}")
         ctx.note(f"probe {probe}: ok on {result.get('device', 'GPU')}")
-    return {"binaries": binaries, "imports": imports, "probes": probes}
+    return Outputs(binaries=binaries, imports=imports, probes=probes)
+
+
+def still_valid(layout: Layout, outputs: Outputs) -> bool:
+    return True
+
+
+def _imports(ctx: StepContext, modules: list[str]) -> dict[str, dict[str, Any]]:
+    if not modules:
+        ctx.note("imported nothing")
+        return {}
+    imports: dict[str, dict[str, Any]] = json.loads(
+        ctx.capture([ctx.layout.python, "-c", IMPORTS, *modules]).strip().splitlines()[-1]
+    )
+    failed = {name: r for name, r in imports.items() if not r["ok"]}
+    if failed:
+        name, r = next(iter(failed.items()))
+        with ctx.log.open("a", encoding="utf-8") as log:
+            log.write(r.get("trace", "") + "\n")  # so that diagnosis sees the traceback
+        raise VerifyFailed(
+            f"module {name} does not import in the env: {r['error']}", hint="see the verify log for the traceback"
+        )
+    ctx.note(f"imported {', '.join(modules)}")
+    return imports
