@@ -27,7 +27,9 @@ TORCH_DEFAULT_ARCHS = "7.5;8.0;8.6;9.0;10.0;12.0"  # torch 2.11+ cu130 wheels (r
 
 def cli(*args: str, env: dict[str, str]) -> tuple[float, dict]:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "envbuilder", *args, "--json"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "envbuilder", *args, "--json"], capture_output=True, text=True, env=env
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"envbuilder {' '.join(args)} failed:\n{result.stderr[-3000:]}")
@@ -59,16 +61,45 @@ def main() -> int:
         if "a" in args.parts or "b" in args.parts or "d" in args.parts:
             cold, report = cli("build", "canary", *common, "--prefix", str(first), env=env)
             warm, _ = cli("build", "canary", *common, "--prefix", str(first), env=env)
-            rows.append(("(a) cold build canary", f"{cold:.1f} s", f"torch {step_seconds(report, 'wheels'):.0f} s, compile {step_seconds(report, 'extensions'):.0f} s ({installer})"))
-            rows.append(("(a) warm build canary", f"{warm:.2f} s", f"{cold / warm:.0f}x faster (targets: >= 50x, < 5 s)"))
+            rows.append(
+                (
+                    "(a) cold build canary",
+                    f"{cold:.1f} s",
+                    f"torch {step_seconds(report, 'wheels'):.0f} s, compile {step_seconds(report, 'extensions'):.0f} s ({installer})",
+                )
+            )
+            rows.append(
+                ("(a) warm build canary", f"{warm:.2f} s", f"{cold / warm:.0f}x faster (targets: >= 50x, < 5 s)")
+            )
         if "b" in args.parts:
             one = step_seconds(report, "extensions")
-            _, full = cli("build", "canary", "--arch", TORCH_DEFAULT_ARCHS, "--installer", installer, "--prefix", str(first), env=env)
+            _, full = cli(
+                "build",
+                "canary",
+                "--arch",
+                TORCH_DEFAULT_ARCHS,
+                "--installer",
+                installer,
+                "--prefix",
+                str(first),
+                env=env,
+            )
             many = step_seconds(full, "extensions")
             rows.append(("(b) compile canary, 1 arch", f"{one:.1f} s", "--arch 12.0"))
-            rows.append(("(b) compile canary, torch's list", f"{many:.1f} s", f"--arch {TORCH_DEFAULT_ARCHS}: {many / one:.1f}x the time"))
+            rows.append(
+                (
+                    "(b) compile canary, torch's list",
+                    f"{many:.1f} s",
+                    f"--arch {TORCH_DEFAULT_ARCHS}: {many / one:.1f}x the time",
+                )
+            )
         if "c" in args.parts:
-            plan = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_plan.py")), "--runs", "20"], capture_output=True, text=True, env=env)
+            plan = subprocess.run(
+                [sys.executable, str(Path(__file__).with_name("bench_plan.py")), "--runs", "20"],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             rows.append(("(c) plan canary", plan.stdout.strip().splitlines()[0].split(": ", 1)[-1], "target < 300 ms"))
         if "d" in args.parts:
             cli("build", "canary", *common, "--prefix", str(first), env=env)  # back to 12.0, from the wheel cache
@@ -77,7 +108,13 @@ def main() -> int:
             seconds, _ = cli("build", "canary", *common, "--prefix", str(second), env=env)
             extra = disk_mib(first, second) - before
             cache = json.loads((second / "envbuilder.lock.json").read_text())["extensions"][0]["cache"]
-            rows.append(("(d) second env, same torch + extension", f"{seconds:.1f} s", f"+{extra:.0f} MiB on disk ({installer}; extension: {cache}); targets < 20 s, < 200 MB"))
+            rows.append(
+                (
+                    "(d) second env, same torch + extension",
+                    f"{seconds:.1f} s",
+                    f"+{extra:.0f} MiB on disk ({installer}; extension: {cache}); targets < 20 s, < 200 MB",
+                )
+            )
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)

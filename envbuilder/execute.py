@@ -98,7 +98,12 @@ class State:
         return bool(record and record.get("status") == "done" and record.get("key") == step.key)
 
     def record(
-        self, step: PlannedStep, status: RecordStatus, seconds: float, outputs: Data | None = None, error: str | None = None
+        self,
+        step: PlannedStep,
+        status: RecordStatus,
+        seconds: float,
+        outputs: Data | None = None,
+        error: str | None = None,
     ) -> None:
         self.steps[step.name] = {
             "key": step.key,
@@ -178,7 +183,13 @@ class _Run:
     """One build: which steps re-run, and the bookkeeping around each (state, log, reporter)."""
 
     def __init__(
-        self, plan: Plan, layout: Layout, state: State, reporter: Reporter, result: BuildResult, runners: Mapping[str, Runner]
+        self,
+        plan: Plan,
+        layout: Layout,
+        state: State,
+        reporter: Reporter,
+        result: BuildResult,
+        runners: Mapping[str, Runner],
     ) -> None:
         self.plan, self.layout, self.state, self.reporter, self.result = plan, layout, state, reporter, result
         self.runners = runners
@@ -241,7 +252,7 @@ class _Run:
         names = builds_on(planned.name)
         deps = Deps(planned.name, {n: self.result.outputs[n] for n in names}, {n: self.keys[n] for n in names})
         self.ctx.key = planned.key
-        runner = self.runners.get(planned.name, step.run)
+        runner: Runner = self.runners.get(planned.name) or step.run
         try:
             return dict(runner(self.ctx, planned.given, deps))
         except KeyboardInterrupt:
@@ -265,7 +276,10 @@ class _Run:
         self.state.save()
         if exc is None:
             failure = StepFailed(
-                planned.name, f"internal error: {message}", log=log, hint="this is an envbuilder bug; please report it with the log"
+                planned.name,
+                f"internal error: {message}",
+                log=log,
+                hint="this is an envbuilder bug; please report it with the log",
             )
         else:
             failure = _step_failed(planned, exc, log)

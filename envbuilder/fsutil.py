@@ -21,7 +21,7 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        Path(tmp).chmod(mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

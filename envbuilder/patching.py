@@ -13,21 +13,19 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-from envbuilder.errors import EnvbuilderError, PatchError
+from envbuilder.errors import PatchError
 from envbuilder.fsutil import write_atomic
 from envbuilder.host import compat
-from envbuilder.recipe.when import Facts
 from envbuilder.recipe.model import Patch, PatchUse
+from envbuilder.recipe.when import Facts
 
 RECORD = ".envbuilder-patches.json"
 BACKUPS = ".envbuilder-patches"
@@ -368,6 +366,30 @@ class PatchContext:
 
     def describe_unknown(self) -> str:
         return ", ".join(k for k, v in self.facts.items() if v is None)
+
+    def facts_json(self) -> dict[str, Any]:
+        return {
+            k: ([str(x) for x in v] if isinstance(v, list) else str(v)) if v is not None else None
+            for k, v in self.facts.items()
+        }
+
+
+def on_tree(
+    source: Path, sets: list[tuple[str, tuple[PatchUse, ...]]], context: PatchContext, mode: str
+) -> tuple[list[dict[str, Any]], str]:
+    """`envbuilder patch check|apply|revert` on a tree of the user's: per set (root relative to
+    source), what each patch did, and the unified diff. Every set is checked before any is written."""
+    if mode == "revert":
+        return [{"root": rel, "reverted": revert(source / rel)} for rel, _ in sets], ""
+    results: list[dict[str, Any]] = []
+    diff_text = ""
+    planned = [(rel, uses, compute(source / rel, uses, context)) for rel, uses in sets]
+    for rel, uses, outcomes in planned:
+        if mode == "apply":
+            outcomes = apply(source / rel, uses, context)
+        diff_text += unified_diff(outcomes, rel)
+        results += [{"root": rel, **o.to_json()} for o in outcomes]
+    return results, diff_text
 
 
 def context_here(torch: str | None, cuda: str | None, gcc: str | None, archs: str | None) -> PatchContext:

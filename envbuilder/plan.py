@@ -35,7 +35,13 @@ class PlannedStep:
         return data
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "summary": self.summary, "key": self.key, "depends": list(self.depends), "inputs": self.inputs}
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "key": self.key,
+            "depends": list(self.depends),
+            "inputs": self.inputs,
+        }
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,10 @@ def capture(
     cwd: Path | None = None,
     timeout: float = 60,
     merge_stderr: bool = False,
+    stdin: str | None = None,
 ) -> str:
-    """Run a short command and return its stdout (and stderr if merge_stderr); CommandFailed on failure."""
+    """Run a short command and return its stdout (and stderr if merge_stderr); CommandFailed on
+    failure. `stdin`: text to feed it (else it reads nothing)."""
     argv = [str(a) for a in argv]
     exe = which(argv[0], (env or os.environ).get("PATH"))
     try:
@@ -56,7 +58,8 @@ def capture(
             [exe, *argv[1:]],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            input=stdin,
             text=True,
             errors="replace",
             env=env,

@@ -23,7 +23,7 @@ from envbuilder.plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
     from envbuilder.assets import AssetStatus, Installed
-    from envbuilder.fatbin import FatbinReport
+    from envbuilder.fatbin import BinaryReport
     from envbuilder.host import HostFacts
     from envbuilder.host.compat import Arch
 
@@ -178,7 +178,10 @@ def recipes_list(rows: list[dict[str, Any]]) -> None:
     table(
         None,
         ["recipe", "status", "origin", "summary"],
-        [[r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {escape(str(r['error']))}[/]"] for r in rows],
+        [
+            [r["name"], r["status"], r["origin"], r["summary"] or f"[red]invalid: {escape(str(r['error']))}[/]"]
+            for r in rows
+        ],
     )
 
 
@@ -204,7 +207,9 @@ def recipe_show(data: dict[str, Any]) -> None:
     for p in data["patches"]:
         rows.append(("patch", f"{p['name']} on {', '.join(p['files'])}" + (f" when {p['when']}" if p["when"] else "")))
     for a in data["assets"]:
-        rows.append(("asset", f"{a['name']}: {a['path']} ({'gated: ' + (a['register'] or '') if a['gated'] else 'free'})"))
+        rows.append(
+            ("asset", f"{a['name']}: {a['path']} ({'gated: ' + (a['register'] or '') if a['gated'] else 'free'})")
+        )
     for st in data["smoke"]:
         rows.append(("smoke", f"{st['name']}: {' '.join(st['run'])}"))
     if data["notes"]:
@@ -221,7 +226,9 @@ def build_done(prefix: str, manifest: str, smoke: dict[str, Any]) -> None:
         out.print(f"smoke run: skipped ({escape(smoke['skipped'])})")
 
 
-def build_blocked(recipe: str, root: Path, statuses: list[AssetStatus], blocked: dict[str, list[str]], code: int) -> None:
+def build_blocked(
+    recipe: str, root: Path, statuses: list[AssetStatus], blocked: dict[str, list[str]], code: int
+) -> None:
     assets_status(recipe, root, statuses, blocked)
     out.print(f"the env is built; the smoke run is blocked on assets (exit {code}): see `envbuilder assets {recipe}`")
 
@@ -263,7 +270,9 @@ def assets_installed(done: list[Installed], warnings: list[str]) -> None:
     for w in warnings:
         warn(w)
     for d in done:
-        out.print(f"[green]installed[/] {d.asset.name}: {escape(str(d.source))} -> {escape(str(d.path))} ({escape(d.detail)})")
+        out.print(
+            f"[green]installed[/] {d.asset.name}: {escape(str(d.source))} -> {escape(str(d.path))} ({escape(d.detail)})"
+        )
 
 
 def assets_fetched(results: list[dict[str, Any]]) -> None:
@@ -289,7 +298,13 @@ def patch_results(recipe: str, source: Path, mode: str, results: list[dict[str, 
         f"patches of {recipe} in {source}",
         ["root", "patch", "status", "files", "note"],
         [
-            [r["root"], r["patch"], verb.get(r["status"], r["status"]), " ".join(f["path"] for f in r["files"]) or "-", r["reason"]]
+            [
+                r["root"],
+                r["patch"],
+                verb.get(r["status"], r["status"]),
+                " ".join(f["path"] for f in r["files"]) or "-",
+                r["reason"],
+            ]
             for r in results
         ],
     )
@@ -301,7 +316,11 @@ def scan_results(root: Path, hits: list[Any], proposals: dict[str, list[str]]) -
     if not hits:
         out.print(f"{root}: no cstdint, cfloat or C++-standard problems found")
         return
-    table(f"problems in {root}", ["kind", "file:line", "code"], [[h.kind, f"{h.file}:{h.line}", h.text[:90]] for h in hits])
+    table(
+        f"problems in {root}",
+        ["kind", "file:line", "code"],
+        [[h.kind, f"{h.file}:{h.line}", h.text[:90]] for h in hits],
+    )
     out.print("\nproposed patches (for the recipe's or extension's patches: list):")
     for name, files in proposals.items():
         out.print(f"  - {{use: {name}, files: [{', '.join(files)}]}}", markup=False)
@@ -309,7 +328,13 @@ def scan_results(root: Path, hits: list[Any], proposals: dict[str, list[str]]) -
 
 def toolkits(found: list[dict[str, Any]]) -> None:
     rows = [
-        [t["version"], t["root"], t["found_by"], " ".join(f"sm_{c}" for c in t["sm_codes"]), "; ".join(t["problems"]) or "-"]
+        [
+            t["version"],
+            t["root"],
+            t["found_by"],
+            " ".join(f"sm_{c}" for c in t["sm_codes"]),
+            "; ".join(t["problems"]) or "-",
+        ]
         for t in found
     ]
     none = [["-", "-", "-", "-", "no CUDA toolkit found: install one, or `envbuilder toolkit install 13.0`"]]
@@ -320,11 +345,14 @@ def matrix(rows: list[dict[str, Any]]) -> None:
     table(
         None,
         ["recipe", "cuda", "torch", "python", "arch", "toolkit"],
-        [[r["recipe"], r["cuda"], r["torch"], r["python"], r["arch"], r["image"] or "envbuilder toolkit install"] for r in rows],
+        [
+            [r["recipe"], r["cuda"], r["torch"], r["python"], r["arch"], r["image"] or "envbuilder toolkit install"]
+            for r in rows
+        ],
     )
 
 
-def inspected(reports: list[FatbinReport], data: list[dict[str, Any]]) -> None:
+def inspected(reports: list[BinaryReport], data: list[dict[str, Any]]) -> None:
     runs = {"sass": "[green]yes (SASS)[/]", "ptx": "[yellow]via PTX JIT[/]"}
     for r, d in zip(reports, data, strict=True):
         out.print(
@@ -340,7 +368,13 @@ def inspected(reports: list[FatbinReport], data: list[dict[str, Any]]) -> None:
             out.print(f"  runs on {arch}: " + runs.get(how or "", "[red]no[/]"))
 
 
-def doctor(host: HostFacts, archs: tuple[Arch, ...], verdicts: list[dict[str, Any]], canary: dict[str, Any] | None, can_build: bool) -> None:
+def doctor(
+    host: HostFacts,
+    archs: tuple[Arch, ...],
+    verdicts: list[dict[str, Any]],
+    canary: dict[str, Any] | None,
+    can_build: bool,
+) -> None:
     gpus = "; ".join(f"{g.name} (cc {g.compute_capability}, driver {g.driver})" for g in host.gpus)
     kv_table(
         "host",
@@ -358,7 +392,13 @@ def doctor(host: HostFacts, archs: tuple[Arch, ...], verdicts: list[dict[str, An
         f"CUDA toolkits for {', '.join(str(a) for a in archs)}",
         ["version", "root", "found by", "can build", "why not"],
         [
-            [v["toolkit"]["version"], v["toolkit"]["root"], v["toolkit"]["found_by"], "[green]yes[/]" if v["ok"] else "[red]no[/]", "; ".join(v["problems"])]
+            [
+                v["toolkit"]["version"],
+                v["toolkit"]["root"],
+                v["toolkit"]["found_by"],
+                "[green]yes[/]" if v["ok"] else "[red]no[/]",
+                "; ".join(v["problems"]),
+            ]
             for v in verdicts
         ]
         or none,

@@ -364,5 +364,3 @@ def _torch_constraint(variant: TorchVariant, archs: tuple[Arch, ...]) -> str:
     if releases and all(v >= minimum for v in releases):
         return str(spec)
     return str(SpecifierSet(f"{spec},>={minimum}" if str(spec) else f">={minimum}"))
-
-

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
-import os
 import re
 import shutil
 import time
@@ -23,8 +22,8 @@ from typing import Any, Literal
 
 from envbuilder import assets, datasets, proc
 from envbuilder.context import Layout, child_env
+from envbuilder.errors import CommandFailed, InputError, SmokeError, Verdict, exit_code_for
 from envbuilder.fsutil import write_json
-from envbuilder.errors import CommandFailed, EnvbuilderError, InputError, SmokeError, Verdict, exit_code_for
 from envbuilder.paths import probes_dir
 from envbuilder.recipe.model import Recipe, Smoke, SmokeFile, SmokeStep
 
@@ -249,7 +248,7 @@ def _run_step(
                 problems.append(
                     f"PSNR {check.get('psnr', 0):.2f} dB is below {floor:.2f} dB (floor, or a blank frame + 1 dB)"
                 )
-    status = "failed" if problems else "ok"
+    status: Literal["failed", "ok"] = "failed" if problems else "ok"
     note(f"{step.name}: {status} in {seconds:.0f} s" + (f" ({'; '.join(problems)})" if problems else ""))
     return StepOutcome(step.name, status, seconds, "; ".join(problems), metrics=metrics, log=str(log))
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from envbuilder.host.toolchain import find_toolkits
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import run_cli  # noqa: E402 - helpers lives beside this file
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,13 @@ def _sm120_toolkit():
     return next((t for t in find_toolkits() if 120 in t.sm_codes and not t.problems), None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need nvcc carry the `nvcc` marker, so a skip without one shows in -m listings."""
+    for item in items:
+        if "cuda" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("nvcc"):
+            item.add_marker(pytest.mark.nvcc)
+
+
 @pytest.fixture(scope="session")
 def cuda():
     """A CUDA toolkit that can compile sm_120. CI sets ENVBUILDER_REQUIRE_COMPILE=1, which turns
@@ -38,20 +46,6 @@ def cuda():
             pytest.fail(reason + "; ENVBUILDER_REQUIRE_COMPILE=1 demands it")
         pytest.skip(reason)
     return toolkit
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800
-) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a child process, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "envbuilder", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="session")

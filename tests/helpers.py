@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 from packaging.version import Version
@@ -138,3 +139,17 @@ def write_recipe(directory: Path, name: str, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
     return path
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "envbuilder", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+    )

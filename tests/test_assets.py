@@ -26,7 +26,7 @@ from envbuilder.assets.fetch import DownloadError, download
 from envbuilder.errors import EnvbuilderError, exit_code_for
 from envbuilder.recipe.catalog import Catalog
 
-from conftest import run_cli
+from helpers import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 RECIPE = Catalog.default([FIXTURES]).recipe("fixture-assets")

@@ -15,8 +15,7 @@ import pytest
 
 from envbuilder import fatbin
 
-from conftest import run_cli
-from helpers import STEPS, fatbin_container, fatbin_entry, make_elf
+from helpers import STEPS, run_cli
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 
@@ -71,24 +70,6 @@ def test_second_build_does_no_work(canary_env):
     status = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
     assert set(status.values()) == {"skipped", "checked"} and status["assets"] == "checked"
     assert time.monotonic() - started < 30
-
-
-def test_verify_rejects_a_binary_without_the_arch(canary_env, tmp_path):
-    """check_binaries on an sm_86-only .so: the env would not run on an RTX 50xx."""
-    from envbuilder.context import Context, Layout
-    from envbuilder.steps.verify import check_binaries
-
-    platlib = tmp_path / "site"
-    (platlib / "pkg").mkdir(parents=True)
-    (platlib / "pkg/_C.so").write_bytes(make_elf({".nv_fatbin": fatbin_container([fatbin_entry(2, 86)])}))
-    ctx = Context(plan=None, host=None, layout=Layout(tmp_path), log=tmp_path / "log")  # type: ignore[arg-type]
-    ctx.outputs = {
-        "venv": {"platlib": str(platlib)},
-        "extensions": {"extensions": [{"name": "x", "so_files": ["pkg/_C.so"]}]},
-    }
-    binaries, problems = check_binaries(ctx, ["12.0"])
-    assert binaries[0]["runs_on"] == {"12.0": None}
-    assert "no SASS or PTX for 12.0 (it holds SASS sm_86" in problems[0]
 
 
 def test_rebuild_for_two_archs_recompiles_only_the_extension(canary_env):

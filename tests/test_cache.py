@@ -102,7 +102,7 @@ def test_reap_stops_what_a_killed_parent_left(tmp_path):
 
 def test_a_second_build_of_the_same_env_is_refused(tmp_path):
     """Another process holds the env's lock; the CLI says who and exits 1, touching nothing."""
-    from conftest import run_cli
+    from helpers import run_cli
 
     prefix = tmp_path / "env"
     (prefix / ".envbuilder").mkdir(parents=True)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from helpers import STEPS, fatbin_container, fatbin_entry, make_elf
+from helpers import STEPS, fatbin_container, fatbin_entry, make_elf, run_cli
 
 VALID = (
     "name: bad\nsummary: x\nsource: {git: 'https://github.com/a/b', commit: %s}\npython: '3.12'\ntorch: {cu130: {torch: '>=2.11'}}\n"
@@ -203,3 +202,61 @@ def test_envbuilder_path_and_recipes_option_shadow_builtin(tmp_path):
     assert via_option["summary"] == "my own canary"
     listing = json.loads(run_cli("list", "--json", "--recipes", str(d)).stdout)
     assert next(r for r in listing if r["name"] == "canary")["origin"] == "--recipes"
+
+
+# --- nested verbs, and the spellings from before them ------------------------------------------
+
+
+def test_nested_verbs_and_their_older_spellings_agree(tmp_path):
+    fixtures = Path(__file__).parent / "fixtures" / "exts"
+    pairs = [
+        (["patch", "scan", str(fixtures), "--json"], ["patch", "--scan", str(fixtures), "--json"]),
+        (
+            ["assets", "check", "4dgaussians", "--root", str(tmp_path), "--json"],
+            ["assets", "4dgaussians", "--root", str(tmp_path), "--json"],
+        ),
+        (
+            ["assets", "check", "4dgaussians", "--root", str(tmp_path), "--json"],
+            ["assets", "--root", str(tmp_path), "4dgaussians", "--json"],
+        ),
+        (["toolkit", "list", "--json"], ["toolkit", "list", "--json"]),
+    ]
+    for new, old in pairs:
+        a, b = run_cli(*new), run_cli(*old)
+        assert (a.returncode, a.stdout) == (b.returncode, b.stdout), (new, old, a.stderr, b.stderr)
+
+
+def test_patch_verbs_and_the_mode_flags(tmp_path):
+    root = tmp_path / "tree"
+    (root / "cuda_rasterizer").mkdir(parents=True)
+    (root / "cuda_rasterizer/rasterizer_impl.h").write_text("#pragma once\n#include <vector>\nuint32_t n;\n")
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "dgr.yaml").write_text(
+        "name: dgr\nsummary: x\nsource: {path: .}\npython: '>=3.8'\ntorch: {cu130: {torch: '>=2.11'}}\n"
+        "extensions:\n  - {use: diff-gaussian-rasterization, path: .}\n"
+    )
+    common = ["dgr", "--recipes", str(d), "--source", str(root), "--gcc", "13.2", "--torch", "2.14.1", "--json"]
+    new = json.loads(run_cli("patch", "check", *common).stdout)
+    old = json.loads(run_cli("patch", *common).stdout)
+    assert new == old and new["mode"] == "check" and new["results"][0]["status"] == "apply"
+    assert json.loads(run_cli("patch", "apply", *common).stdout)["mode"] == "apply"
+    assert json.loads(run_cli("patch", *common, "--revert").stdout)["mode"] == "revert"
+    both = run_cli("patch", *common, "--apply", "--revert")
+    assert both.returncode == 2 and "choose one of --check, --apply, --revert" in both.stderr
+    missing = run_cli("patch", "apply", "dgr", "--recipes", str(d))
+    assert missing.returncode == 2 and "--source" in missing.stderr
+
+
+def test_commands_a_user_is_told_to_type_name_the_real_recipe(tmp_path):
+    """The assets table used to say `envbuilder assets fetch RECIPE`."""
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "freebie.yaml").write_text(
+        "name: freebie\nsummary: x\nsource: {path: .}\npython: '>=3.8'\ntorch: {cu130: {torch: '>=2.11'}}\n"
+        "assets:\n  - {name: blob, path: data/blob.bin, kind: file, gated: false, source: s, url: 'https://example.invalid/b'}\n"
+    )
+    args = ["freebie", "--recipes", str(d), "--root", str(tmp_path)]
+    (blob,) = json.loads(run_cli("assets", "check", *args, "--json").stdout)["assets"]
+    assert "envbuilder assets fetch freebie" in blob["detail"]
+    assert "RECIPE" not in run_cli("assets", *args).stdout

@@ -134,3 +134,15 @@ def test_real_nvcc_object_holds_the_requested_archs(tmp_path, cuda):
     assert r.sass == ["sm_90", "sm_120"]
     assert r.ptx == ["compute_120"]
     assert r.runs_on(12, 0) == "sass" and r.runs_on(9, 0) == "sass" and r.runs_on(8, 6) is None
+
+
+def test_verify_rejects_a_binary_without_the_arch(tmp_path):
+    """check_binaries on an sm_86-only .so: the env would not run on an RTX 50xx."""
+    from envbuilder.steps.verify import check_binaries
+
+    platlib = tmp_path / "site"
+    (platlib / "pkg").mkdir(parents=True)
+    (platlib / "pkg/_C.so").write_bytes(make_elf({".nv_fatbin": fatbin_container([fatbin_entry(2, 86)])}))
+    binaries, problems = check_binaries(platlib, [{"name": "x", "so_files": ["pkg/_C.so"]}], ["12.0"])
+    assert binaries[0]["runs_on"] == {"12.0": None}
+    assert "no SASS or PTX for 12.0 (it holds SASS sm_86" in problems[0]

@@ -10,7 +10,7 @@ import yaml
 from envbuilder import matrix
 from envbuilder.recipe.catalog import Catalog
 
-from conftest import run_cli
+from helpers import run_cli
 
 WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "envbuilder.yml"
 

@@ -14,7 +14,7 @@ import pytest
 
 from envbuilder import fatbin, patching
 
-from conftest import run_cli
+from helpers import run_cli
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 FIXTURES = Path(__file__).parent / "fixtures" / "data"

@@ -15,10 +15,10 @@ from envbuilder import patching
 from envbuilder.errors import RecipeError
 from envbuilder.patching import PatchContext, PatchError
 from envbuilder.recipe.catalog import Catalog, DataRoot
-from envbuilder.recipe.when import parse_condition
 from envbuilder.recipe.model import PatchUse
+from envbuilder.recipe.when import parse_condition
 
-from conftest import run_cli
+from helpers import run_cli
 
 GCC13 = PatchContext(
     facts={

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from packaging.version import Version
 
+from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
 from envbuilder.recipe.catalog import Catalog
 from envbuilder.recipe.model import GitSource
@@ -23,19 +24,14 @@ BLACKWELL_HOST = host(
 
 @pytest.mark.parametrize("name", METHODS)
 def test_recipe_is_complete(name):
+    """What the loader cannot know: a shipped method is a pinned git repository that builds on
+    Python 3.12 for both CUDA 12.8 and 13.0, with extensions, a smoke run and notes. (Commit
+    length, unique asset names, gated => registration and no URL are the loader's job.)"""
     recipe = CATALOG.recipe(name)
-    assert isinstance(recipe.source, GitSource) and len(recipe.source.commit) == 40
+    assert isinstance(recipe.source, GitSource)
     assert recipe.python.contains("3.12.3")
     assert {v.tag for v in recipe.torch} == {"cu128", "cu130"}
     assert recipe.extensions and recipe.smoke and recipe.notes
-    for ext in recipe.extensions:
-        assert ext.extension.import_name
-        assert all(len(p.patch.sha256) == 64 for p in ext.extension.patches)
-    names = [a.name for a in recipe.assets]
-    assert len(names) == len(set(names))
-    for asset in recipe.assets:
-        assert asset.gated == (asset.register is not None) or not asset.gated
-        assert asset.url is None or not asset.gated
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -55,7 +51,7 @@ def test_plan_for_a_missing_toolkit_is_a_plan_only_warning(name):
     only13 = host(toolkits=[toolkit("13.0.88")], pythons=[("/usr/bin/python3.12", "3.12.3", "PATH")])
     plan = make_plan(CATALOG.recipe(name), only13, Options(arch="12.0", cuda="12.8", plan_only=True))
     assert plan.torch.tag == "cu128" and any("not installed here" in w for w in plan.warnings)
-    with pytest.raises(Exception, match="no CUDA 12.8 toolkit"):
+    with pytest.raises(InputError, match="no CUDA 12.8 toolkit"):
         make_plan(CATALOG.recipe(name), only13, Options(arch="12.0", cuda="12.8"))
 
 

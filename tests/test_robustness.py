@@ -22,7 +22,7 @@ import pytest
 
 from envbuilder import fatbin
 
-from conftest import run_cli
+from helpers import run_cli
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 ROUNDS = 10

@@ -15,7 +15,7 @@ import pytest
 from envbuilder import datasets, smoke
 from envbuilder.recipe.catalog import Catalog
 
-from conftest import run_cli
+from helpers import run_cli
 
 TRAIN = r"""
 import json, os, sys, time

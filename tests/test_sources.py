@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from envbuilder.cache import tree_digest
 from envbuilder import git as gitlib
+from envbuilder.cache import tree_digest
 from envbuilder.context import Layout, StepContext
-from envbuilder.steps import Deps
 from envbuilder.errors import InputError
 from envbuilder.plan import Options, make_plan
 from envbuilder.recipe.catalog import Catalog
-from envbuilder.steps import sources
+from envbuilder.steps import Deps, sources
 
 from helpers import git, host, make_repo, write_recipe
 

@@ -17,10 +17,11 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from envbuilder import proc
 from envbuilder.assets.validators import FLAME_VARIANTS, sha, validate
-from envbuilder.errors import EnvbuilderError, InputError, Verdict
+from envbuilder.errors import CommandFailed, EnvbuilderError, InputError, Verdict
 from envbuilder.recipe.model import Asset, Recipe
 
 REGISTRY = ".envbuilder-assets.json"
@@ -116,7 +117,8 @@ def check_assets(wanted: Sequence[Asset], root: Path, recipe: str) -> list[Asset
             and finding.status == "ok"
             and sha(path, "sha256") == registry.stubs[asset.name]
         )
-        statuses.append(AssetStatus(asset, path, finding.status, finding.detail, stub=stub, trust=record.get("trust")))
+        status = cast(Status, finding.status)
+        statuses.append(AssetStatus(asset, path, status, finding.detail, stub=stub, trust=record.get("trust")))
     return statuses
 
 
@@ -335,8 +337,6 @@ def _check_or_raise(path: Path, asset: Asset, remove: bool = False) -> None:
 
 def stub(recipe: Recipe, root: Path, python: Path) -> tuple[list[str], list[str]]:
     """Write stand-ins for missing assets of a known structure; returns (written, skipped reasons)."""
-    import subprocess
-
     registry = Registry.load(root)
     todo, skipped = [], []
     for status in check(recipe, root):
@@ -352,12 +352,13 @@ def stub(recipe: Recipe, root: Path, python: Path) -> tuple[list[str], list[str]
             destination(asset, root).parent.mkdir(parents=True, exist_ok=True)
         request = json.dumps([{"kind": a.kind, "path": str(destination(a, root))} for a in todo])
         script = Path(__file__).with_name("stubgen.py")
-        proc = subprocess.run([str(python), str(script)], input=request, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
+        try:
+            proc.capture([str(python), str(script)], stdin=request, timeout=600)
+        except CommandFailed as exc:
+            last = exc.tail.splitlines()[-1] if exc.tail else f"exit {exc.returncode}"
             raise EnvbuilderError(
-                f"writing stand-ins failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
-                hint=f"{python} needs numpy (and scipy for .mat files)",
-            )
+                f"writing stand-ins failed: {last}", hint=f"{python} needs numpy (and scipy for .mat files)"
+            ) from None
         for asset in todo:
             registry.stubs[asset.name] = sha(destination(asset, root), "sha256")
             registry.installed.pop(asset.name, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from envbuilder.assets.formats import looks_like_html
-from envbuilder.errors import DownloadError, EnvbuilderError
+from envbuilder.errors import DownloadError
 
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}

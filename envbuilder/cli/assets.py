@@ -31,17 +31,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root", type=Path, metavar="DIR", help="the method's source tree (default: the built env's src/<recipe>)"
     )
-    p.add_argument("--prefix", type=Path, help="the env whose source tree to use (default: $ENVBUILDER_HOME/envs/<recipe>)")
+    p.add_argument(
+        "--prefix", type=Path, help="the env whose source tree to use (default: $ENVBUILDER_HOME/envs/<recipe>)"
+    )
     add_json_option(p)
     add_recipes_option(p)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser(
-        "assets", help="which gated and free assets a recipe needs, and whether they are in place", description=EXIT_CODES
+        "assets",
+        help="which gated and free assets a recipe needs, and whether they are in place",
+        description=EXIT_CODES,
     )
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
-    p = verbs.add_parser("check", help="every asset: status, exact destination, where to get it", description=EXIT_CODES)
+    p = verbs.add_parser(
+        "check", help="every asset: status, exact destination, where to get it", description=EXIT_CODES
+    )
     _common(p)
     p.set_defaults(func=cmd_check)
     p = verbs.add_parser("install", help="identify downloaded files (a zip too), validate them, put them in place")
@@ -90,7 +96,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     blocked = assets.blocked_steps(statuses)
     if args.json:
         found = [s.to_json() for s in statuses]
-        report.print_json({"recipe": recipe.name, "root": str(root), "exit_code": code, "assets": found, "blocked": blocked})
+        report.print_json(
+            {"recipe": recipe.name, "root": str(root), "exit_code": code, "assets": found, "blocked": blocked}
+        )
     else:
         report.assets_status(recipe.name, root, statuses, blocked)
     return code

@@ -36,7 +36,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             report.err.print(f"compiling the canary program for {', '.join(str(a) for a in archs)} …")
         canary = doctor.compile_canary(host, archs, Catalog.default().extension("canary").file.parent, verdicts)
     can_build = any(v["ok"] for v in verdicts) and (canary is None or bool(canary.get("ok")))
-    data = {"host": host.to_json(), "archs": [str(a) for a in archs], "toolkits": verdicts, "canary": canary, "can_build": can_build}
+    data = {
+        "host": host.to_json(),
+        "archs": [str(a) for a in archs],
+        "toolkits": verdicts,
+        "canary": canary,
+        "can_build": can_build,
+    }
     if args.json:
         report.print_json(data)
     else:

@@ -49,7 +49,10 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
         help="let the venv see the interpreter's packages (reuse an installed torch)",
     )
     p.add_argument(
-        "--installer", choices=("auto", "uv", "pip"), default="auto", help="venv/installer backend (default: uv if on PATH)"
+        "--installer",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="venv/installer backend (default: uv if on PATH)",
     )
     p.add_argument("--no-smoke", action="store_true", help="do not run the smoke training even with a GPU")
     p.add_argument(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from envbuilder.cli.options import add_json_option, add_recipes_option, first_positional
 from envbuilder.errors import EXIT_OK, InputError
@@ -53,9 +52,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ):
         p = verbs.add_parser(verb, help=text)
         p.add_argument("recipe", help="recipe whose patches to use")
-        p.add_argument("--source", type=Path, metavar="DIR", required=True, help="the method's source tree (a clone with submodules)")
+        p.add_argument(
+            "--source",
+            type=Path,
+            metavar="DIR",
+            required=True,
+            help="the method's source tree (a clone with submodules)",
+        )
         p.add_argument("--diff", action="store_true", help="print the unified diff of the changes")
-        p.add_argument("--torch", help="torch version the tree will be built with (default: the torch this Python can import)")
+        p.add_argument(
+            "--torch", help="torch version the tree will be built with (default: the torch this Python can import)"
+        )
         p.add_argument("--cuda", help="CUDA version for conditions (default: the newest toolkit found)")
         p.add_argument("--gcc", help="host gcc version for conditions (default: this machine's g++)")
         p.add_argument("--arch", help="archs for conditions")
@@ -76,24 +83,13 @@ def cmd_patch(args: argparse.Namespace) -> int:
     wanted = [e for e in recipe.extensions if e.when is None or e.when.evaluate(context.facts) is not False]
     # extensions with a repository of their own (pytorch3d, gsplat) are not part of the method's clone
     sets = [(s.root, s.uses) for s in patch_sets(recipe, wanted) if s.uses and s.tree is None]
-    results: list[dict[str, Any]] = []
-    diff_text = ""
-    if args.mode == "revert":
-        results = [{"root": rel, "reverted": patching.revert(args.source / rel)} for rel, _ in sets]
-    else:
-        planned = [(rel, uses, patching.compute(args.source / rel, uses, context)) for rel, uses in sets]
-        for rel, uses, outcomes in planned:  # every set is checked before any is written
-            if args.mode == "apply":
-                outcomes = patching.apply(args.source / rel, uses, context)
-            diff_text += patching.unified_diff(outcomes, rel)
-            results += [{"root": rel, **o.to_json()} for o in outcomes]
-    facts = {k: ([str(x) for x in v] if isinstance(v, list) else str(v)) if v is not None else None for k, v in context.facts.items()}
+    results, diff_text = patching.on_tree(args.source, sets, context, args.mode)
     data = {
         "recipe": recipe.name,
         "source": str(args.source),
         "mode": args.mode,
         "cxx_standard": context.cxx_standard,
-        "facts": facts,
+        "facts": context.facts_json(),
         "results": results,
         **({"diff": diff_text} if args.diff else {}),
     }

@@ -75,7 +75,12 @@ def describe(recipe: Any) -> dict[str, Any]:
         "python": str(recipe.python),
         "torch": [v.to_json() for v in recipe.torch],
         "requirements": [
-            {"req": r.text, "when": str(r.when) if r.when else None, "why": r.why, "no_build_isolation": r.no_build_isolation}
+            {
+                "req": r.text,
+                "when": str(r.when) if r.when else None,
+                "why": r.why,
+                "no_build_isolation": r.no_build_isolation,
+            }
             for r in recipe.requirements
         ],
         "extensions": [
@@ -95,7 +100,14 @@ def describe(recipe: Any) -> dict[str, Any]:
             for p in recipe.patches
         ],
         "assets": [
-            {"name": a.name, "path": a.path, "kind": a.kind, "gated": a.gated, "source": a.source, "register": a.register}
+            {
+                "name": a.name,
+                "path": a.path,
+                "kind": a.kind,
+                "gated": a.gated,
+                "source": a.source,
+                "register": a.register,
+            }
             for a in recipe.assets
         ],
         "smoke": [{"name": st.name, "run": list(st.run), "needs": list(st.needs)} for st in recipe.smoke.steps]

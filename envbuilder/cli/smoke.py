@@ -34,7 +34,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if not layout.is_ready():
         raise InputError(
             f"no finished env at {layout.prefix} (no {layout.manifest.name})",
-            hint=f"build it first: envbuilder build {recipe.name}" + (f" --prefix {args.prefix}" if args.prefix else ""),
+            hint=f"build it first: envbuilder build {recipe.name}"
+            + (f" --prefix {args.prefix}" if args.prefix else ""),
         )
     gpus, why_none = find_gpus()
     if not gpus:

@@ -18,7 +18,6 @@ from packaging.version import InvalidVersion, Version
 from envbuilder import __version__
 from envbuilder.errors import RecipeError
 from envbuilder.recipe import yamlfile
-from envbuilder.recipe.when import Condition, parse_condition, parse_specifier
 from envbuilder.recipe.model import (
     ASSET_KINDS,
     Asset,
@@ -37,6 +36,7 @@ from envbuilder.recipe.model import (
     Source,
     TorchVariant,
 )
+from envbuilder.recipe.when import Condition, parse_condition, parse_specifier
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")

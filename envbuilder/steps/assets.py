@@ -17,7 +17,7 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "assets"
-DEPENDS = ("sources",)
+DEPENDS: tuple[str, ...] = ("sources",)
 VOLATILE = True
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 

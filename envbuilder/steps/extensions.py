@@ -28,7 +28,7 @@ from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
 NAME = "extensions"
-DEPENDS = ("toolchain", "patches", "wheels")
+DEPENDS: tuple[str, ...] = ("toolchain", "patches", "wheels")
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
@@ -40,7 +40,12 @@ class Build:
     extension: Extension
 
     def key(self) -> Data:
-        return {"name": self.name, "path": self.path, "import": self.extension.import_name, "spec_sha256": self.extension.sha256}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "import": self.extension.import_name,
+            "spec_sha256": self.extension.sha256,
+        }
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,17 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "manifest"
-DEPENDS = ("toolchain", "sources", "venv", "wheels", "patches", "extensions", "verify", "assets", "smoke")
+DEPENDS: tuple[str, ...] = (
+    "toolchain",
+    "sources",
+    "venv",
+    "wheels",
+    "patches",
+    "extensions",
+    "verify",
+    "assets",
+    "smoke",
+)
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
@@ -69,7 +79,7 @@ def build_manifest(ctx: StepContext, inputs: Inputs, deps: Deps) -> Data:
         "verify": deps["verify"],
         "assets": deps["assets"]["assets"],
         "smoke": deps["smoke"],
-        "steps": {**deps.keys, NAME: ctx.key},
+        "steps": {**deps.step_keys, NAME: ctx.key},
     }
 
 

@@ -24,7 +24,7 @@ from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
 NAME = "patches"
-DEPENDS = ("sources", "wheels")  # conditions and the C++ standard need the installed torch
+DEPENDS: tuple[str, ...] = ("sources", "wheels")  # conditions and the C++ standard need the installed torch
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 

@@ -41,11 +41,11 @@ class Step(Protocol):
     DISTRUST_AFTER_CUT: tuple[str, ...]
     Outputs: Any  # a TypedDict
 
-    def inputs(self, resolved: Resolved) -> tuple[str, Any]: ...
+    def inputs(self, resolved: Resolved, /) -> tuple[str, Any]: ...
 
-    def run(self, ctx: StepContext, inputs: Any, deps: Deps) -> Any: ...
+    def run(self, ctx: StepContext, inputs: Any, deps: Deps, /) -> Any: ...
 
-    def still_valid(self, layout: Layout, outputs: Any) -> bool: ...
+    def still_valid(self, layout: Layout, outputs: Any, /) -> bool: ...
 
 
 class Deps(Mapping[str, Data]):
@@ -54,7 +54,7 @@ class Deps(Mapping[str, Data]):
     def __init__(self, step: str, outputs: Mapping[str, Data], keys: Mapping[str, str]) -> None:
         self.step = step
         self._outputs = dict(outputs)
-        self.keys = dict(keys)  # their keys, for the record (the manifest lists them)
+        self.step_keys = dict(keys)  # their keys, for the record (the manifest lists them)
 
     def __getitem__(self, name: str) -> Data:
         try:

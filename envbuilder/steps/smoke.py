@@ -17,7 +17,7 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "smoke"
-DEPENDS = ("verify", "assets")
+DEPENDS: tuple[str, ...] = ("verify", "assets")
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
@@ -76,7 +76,10 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
     run = SmokeRun(recipe, r.options.smoke, r.options.stub_assets, r.gpus)
     what = " + ".join(s.name for s in recipe.smoke.steps)
     if run.skipped:
-        summaries = {NO_SMOKE: f"skipped (--no-smoke): {what}", NO_GPU: f"no GPU here: {what} waits for `envbuilder smoke` on a GPU machine"}
+        summaries = {
+            NO_SMOKE: f"skipped (--no-smoke): {what}",
+            NO_GPU: f"no GPU here: {what} waits for `envbuilder smoke` on a GPU machine",
+        }
         return summaries.get(run.skipped, f"not possible yet ({what}): {run.skipped}"), run
     return f"{what} on {r.gpus[0]}" + (" (stand-ins for missing assets)" if r.options.stub_assets else ""), run
 
@@ -99,7 +102,8 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
             f"smoke step {failed.name} failed: {failed.detail}",
             hint=f"its log: {failed.log}; fix and re-run `envbuilder smoke {recipe.name}`",
         )
-    return Outputs(**result.to_json(), verdict=result.verdict)  # type: ignore[typeddict-item]
+    outputs: Outputs = {**result.to_json(), "verdict": result.verdict}  # type: ignore[typeddict-item]
+    return outputs
 
 
 def still_valid(layout: Layout, outputs: Outputs) -> bool:

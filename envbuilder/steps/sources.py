@@ -42,7 +42,10 @@ class Repo:
     @classmethod
     def of(cls, source: GitSource) -> Repo:
         return cls(
-            source.url, source.commit, source.submodules, tuple((f.path, f.commit, f.why) for f in source.fallbacks),
+            source.url,
+            source.commit,
+            source.submodules,
+            tuple((f.path, f.commit, f.why) for f in source.fallbacks),
             source.note,
         )
 
@@ -56,15 +59,24 @@ class Repo:
 
 
 @dataclass(frozen=True)
+class LocalTree:
+    """A directory on this machine, copied; its content hash stands for what it holds."""
+
+    path: str
+    digest: str | None
+
+    def key(self) -> Data:
+        return {"path": self.path, "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class Inputs:
-    repo: Repo | None  # a git source, or
-    path: str | None  # a local directory, with
-    digest: str | None  # its content hash
+    tree: Repo | LocalTree  # the method's source
     extensions: tuple[tuple[str, Repo], ...]  # extensions with a repository of their own
     mirror: str | None
 
     def key(self) -> Data:
-        data = self.repo.key() if self.repo else {"path": self.path, "digest": self.digest}
+        data = self.tree.key()
         if self.extensions:
             data["extensions"] = {name: _ext_key(repo) for name, repo in self.extensions}
         return {**data, "mirror": self.mirror}
@@ -93,10 +105,10 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
     source, mirror = r.recipe.source, r.options.mirror
     own = tuple((e.name, Repo.of(e.extension.source)) for e in r.extensions if e.extension.source)
     if isinstance(source, PathSource):
-        return f"copy {source.path}", Inputs(None, str(source.path), r.options.source_digest, own, _text(mirror))
+        return f"copy {source.path}", Inputs(LocalTree(str(source.path), r.options.source_digest), own, _text(mirror))
     via = f" via mirror {mirror}" if mirror else ""
     summary = f"git {source.url} @ {source.commit[:12]}" + (" + submodules" if source.submodules else "") + via
-    return summary, Inputs(Repo.of(source), None, None, own, _text(mirror))
+    return summary, Inputs(Repo.of(source), own, _text(mirror))
 
 
 def _text(path: Path | None) -> str | None:
@@ -105,10 +117,10 @@ def _text(path: Path | None) -> str | None:
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     git = Git(ctx, Path(inputs.mirror) if inputs.mirror else None)
-    if inputs.repo:
-        tree = _checkout(ctx, git, inputs.repo, ctx.layout.source_tree)
+    if isinstance(inputs.tree, Repo):
+        tree = _checkout(ctx, git, inputs.tree, ctx.layout.source_tree)
     else:
-        tree = _copy(ctx, Path(str(inputs.path)), ctx.layout.source_tree)
+        tree = _copy(ctx, Path(inputs.tree.path), ctx.layout.source_tree)
     own = {name: _checkout(ctx, git, repo, ctx.layout.src / f"ext-{name}") for name, repo in inputs.extensions}
     return Outputs(**tree, extensions=own)
 

@@ -14,11 +14,11 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "venv"
-DEPENDS = ("toolchain",)
+DEPENDS: tuple[str, ...] = ("toolchain",)
 VOLATILE = False
 # pip/uv killed mid-install can leave a package's metadata without all of its files, which
 # "already satisfied" would then accept: rebuild the venv rather than trust it.
-DISTRUST_AFTER_CUT = ("wheels",)
+DISTRUST_AFTER_CUT: tuple[str, ...] = ("wheels",)
 
 SITE_DIRS = "import json,site;print(json.dumps(site.getsitepackages()))"
 SYS_PATH = "import json,sys;print(json.dumps(sys.path))"
@@ -53,7 +53,9 @@ class Outputs(TypedDict):
 
 def inputs(r: Resolved) -> tuple[str, Inputs]:
     inherit = r.options.system_site_packages
-    summary = f"{r.installer} venv with Python {r.interpreter.version}" + (" (+ system site-packages)" if inherit else "")
+    summary = f"{r.installer} venv with Python {r.interpreter.version}" + (
+        " (+ system site-packages)" if inherit else ""
+    )
     return summary, Inputs(str(r.interpreter.path), str(r.interpreter.version), r.installer, inherit)
 
 

@@ -22,7 +22,7 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "verify"
-DEPENDS = ("extensions",)
+DEPENDS: tuple[str, ...] = ("extensions",)
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
@@ -51,7 +51,12 @@ class Inputs:
     gpus: tuple[str, ...]
 
     def key(self) -> Data:
-        return {"archs": list(self.archs), "modules": list(self.modules), "probes": list(self.probes), "gpus": list(self.gpus)}
+        return {
+            "archs": list(self.archs),
+            "modules": list(self.modules),
+            "probes": list(self.probes),
+            "gpus": list(self.gpus),
+        }
 
 
 class Outputs(TypedDict):

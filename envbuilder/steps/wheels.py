@@ -20,7 +20,7 @@ from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
 NAME = "wheels"
-DEPENDS = ("venv",)
+DEPENDS: tuple[str, ...] = ("venv",)
 VOLATILE = False
 DISTRUST_AFTER_CUT: tuple[str, ...] = ()
 
@@ -72,7 +72,12 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
         + (f" + build tools {', '.join(build_requires)}" if build_requires else "")
     )
     return summary, Inputs(
-        r.torch_requirements, r.torch.index, r.requirements, r.no_build_isolation, build_requires, r.toolkit.version.major
+        r.torch_requirements,
+        r.torch.index,
+        r.requirements,
+        r.no_build_isolation,
+        build_requires,
+        r.toolkit.version.major,
     )
 
 
