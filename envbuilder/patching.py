@@ -17,7 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from packaging.version import Version
 
@@ -39,10 +39,14 @@ class Change:
     after: bytes
 
 
+# apply: would change files (compute) · applied: changed them (apply) · already applied · skipped: its condition is false
+OutcomeStatus = Literal["apply", "applied", "already applied", "skipped"]
+
+
 @dataclass
 class Outcome:
     patch: str
-    status: str  # apply | already applied | skipped
+    status: OutcomeStatus
     reason: str = ""
     changes: list[Change] = field(default_factory=list)
 
@@ -476,7 +480,7 @@ def compute(root: Path, uses: tuple[PatchUse, ...] | list[PatchUse], context: Pa
             if new is not None and new != text:
                 changes.append(Change(rel, _encode(text), _encode(new)))
                 working[rel] = new
-        status = "apply" if changes else "already applied"
+        status: OutcomeStatus = "apply" if changes else "already applied"
         reason = "" if decided else f"applied although {context.describe_unknown()} is not known yet"
         outcomes.append(Outcome(patch.name, status, reason, changes))
     return outcomes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 import zipfile
@@ -22,6 +21,7 @@ from typing import Any, Literal, cast
 from envbuilder import proc
 from envbuilder.assets.validators import FLAME_VARIANTS, sha, validate
 from envbuilder.errors import CommandFailed, EnvbuilderError, InputError, Verdict
+from envbuilder.fsutil import copy_atomic, write_json
 from envbuilder.recipe.model import Asset, Recipe
 
 REGISTRY = ".envbuilder-assets.json"
@@ -90,10 +90,7 @@ class Registry:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".assets.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"installed": self.installed, "stubs": self.stubs}, f, indent=1)
-        os.replace(tmp, self.path)
+        write_json(self.path, {"installed": self.installed, "stubs": self.stubs}, indent=1)
 
 
 def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
@@ -176,18 +173,6 @@ class Installed:
         }
 
 
-def _copy_atomic(data_from: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(data_from, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _candidates(recipe: Recipe, file: Path) -> tuple[list[Asset], set[str]]:
     """Assets this file may be (by checksum, then name, then every other) and the names of those
     it matched by checksum or name (structure alone cannot tell FLAME variants apart)."""
@@ -241,7 +226,7 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
                     reasons.append(f"{asset.name}: {finding.status} ({finding.detail})")
                     continue
                 dest = destination(asset, root)
-                _copy_atomic(source, dest)
+                copy_atomic(source, dest)
                 digest = sha(dest, "sha256")
                 published = bool(asset.sha256 or asset.sha1 or asset.git_blob)
                 trust = "published" if published else "first-use"
@@ -319,7 +304,7 @@ def fetch(recipe: Recipe, root: Path, cache: Path, progress_for: Any = None) -> 
                 if member is None:
                     raise EnvbuilderError(f"{asset.archive} from {asset.url} does not contain {asset.member}")
                 _check_or_raise(member, asset)
-                _copy_atomic(member, dest)
+                copy_atomic(member, dest)
         else:
             download(asset.url, dest, sha256=asset.sha256, sha1=asset.sha1, size=asset.size, progress=callback)
             _check_or_raise(dest, asset, remove=True)

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from envbuilder import assets
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import Verdict
 from envbuilder.recipe.model import Asset
@@ -43,6 +42,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import assets
+
     statuses = assets.check_assets(inputs.assets, Path(deps["sources"]["root"]), ctx.layout.recipe)
     for s in statuses:
         if s.status != "ok" or s.stub:

@@ -15,9 +15,8 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from envbuilder import cache, installer
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import EnvbuilderError, InputError
 from envbuilder.host.compat import parse_arch_list
@@ -26,6 +25,9 @@ from envbuilder.recipe.model import Extension
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
+
+if TYPE_CHECKING:
+    from envbuilder.installer import Installer
 
 NAME = "extensions"
 DEPENDS: tuple[str, ...] = ("toolchain", "patches", "wheels")
@@ -72,6 +74,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import cache, installer
+
     tool = installer.for_env(deps["venv"]["installer"], ctx)
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
     cuda_home = Path(inputs.build_env["CUDA_HOME"])
@@ -139,6 +143,8 @@ def key_inputs(
 ) -> Data:
     """The content key of a built extension: everything that changes its bytes (MAX_JOBS does
     not), computable from the patched source tree before anything compiles."""
+    from envbuilder import cache
+
     return {
         "extension": name,
         "spec": extension_sha256,  # the extension.yaml's sha256 (named before extensions had their own name)
@@ -174,7 +180,7 @@ def _relevant_env(env: dict[str, str], planned: dict[str, str], prefix: Path) ->
     return {k: v.replace(str(prefix), "<prefix>") for k, v in env.items() if k in wanted}
 
 
-def _build(ctx: StepContext, tool: installer.Installer, name: str, source: Path, env: dict[str, str]) -> Path:
+def _build(ctx: StepContext, tool: Installer, name: str, source: Path, env: dict[str, str]) -> Path:
     with tempfile.TemporaryDirectory(prefix=f"envbuilder-{name}-") as out, ArchFreePath(source) as build_from:
         tool.build_wheel(build_from, Path(out), env)
         wheels = sorted(Path(out).glob("*.whl"))

@@ -8,14 +8,16 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from envbuilder import __version__
-from envbuilder.assets import Registry
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.fsutil import write_json
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
+
+if TYPE_CHECKING:
+    from envbuilder.assets import Registry
 
 NAME = "manifest"
 DEPENDS: tuple[str, ...] = (

@@ -14,7 +14,6 @@ from typing import Any, TypedDict
 
 from packaging.version import Version
 
-from envbuilder import patching
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.host.compat import parse_arch
 from envbuilder.recipe import when
@@ -88,6 +87,8 @@ def _mark(u: PatchUse, facts: when.Facts) -> str:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import patching
+
     toolchain, venv, torch = deps["toolchain"], deps["venv"], deps["wheels"]["torch"]
     facts = when.facts(
         cuda=Version(toolchain["nvcc"]),

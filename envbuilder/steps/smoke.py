@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from envbuilder import __version__, datasets, smoke
+from envbuilder import __version__, datasets
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import SmokeFailed, Verdict
 from envbuilder.recipe.model import Recipe
@@ -85,6 +85,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import smoke
+
     if isinstance(inputs, NoSmoke):
         return Outputs(skipped="the recipe has no smoke run", verdict="ok")
     recipe = inputs.recipe

@@ -13,15 +13,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from envbuilder.cache import IGNORED, tree_digest
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import InputError
-from envbuilder.git import Git
 from envbuilder.recipe.model import GitSource, PathSource
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
+
+if TYPE_CHECKING:
+    from envbuilder.git import Git
 
 NAME = "sources"
 DEPENDS: tuple[str, ...] = ()
@@ -116,6 +117,8 @@ def _text(path: Path | None) -> str | None:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder.git import Git
+
     git = Git(ctx, Path(inputs.mirror) if inputs.mirror else None)
     if isinstance(inputs.tree, Repo):
         tree = _checkout(ctx, git, inputs.tree, ctx.layout.source_tree)
@@ -136,6 +139,8 @@ def extension_dir(sources: Outputs | dict[str, Any], name: str, path: str) -> Pa
 
 
 def _copy(ctx: StepContext, source: Path, dest: Path) -> Tree:
+    from envbuilder.cache import IGNORED, tree_digest
+
     if not source.is_dir():
         raise InputError(f"source path {source} is not a directory")
     partial = _partial(dest)

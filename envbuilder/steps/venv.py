@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from envbuilder import installer
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
@@ -60,6 +59,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import installer
+
     venv = ctx.layout.venv
     if venv.exists():
         shutil.rmtree(venv)  # inputs changed: start clean rather than patch an old env

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from envbuilder import fatbin
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import VerifyFailed
 from envbuilder.host.compat import parse_arch
@@ -78,6 +77,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def check_binaries(platlib: Path, extensions: list[Data], archs: list[str]) -> tuple[list[Data], list[str]]:
+    from envbuilder import fatbin
+
     wanted = [parse_arch(a) for a in archs]
     binaries, problems = [], []
     for ext in extensions:

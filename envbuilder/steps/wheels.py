@@ -8,11 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from envbuilder import installer
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import CompatError
 from envbuilder.host import compat
@@ -82,6 +80,8 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
+    from envbuilder import installer
+
     venv = deps["venv"]
     tool = installer.for_env(venv["installer"], ctx)
     torch_reqs = unsatisfied(list(inputs.torch), tool.packages())
@@ -128,6 +128,8 @@ def unsatisfied(requirements: list[str], installed: dict[str, str]) -> list[str]
     """The requirements the env does not meet yet. Decided here rather than by the installer:
     uv does not see packages an env inherits through a .pth file (--system-site-packages from a
     venv), and skipping what is met keeps an offline machine offline."""
+    from packaging.requirements import Requirement
+
     have = {canonicalize_name(name): version for name, version in installed.items()}
     missing = []
     for text in requirements:
