@@ -26,10 +26,10 @@ from envbuilder.lock.model import (
     Resolution,
     Source,
     Submodule,
-    Target,
     Toolchain,
     TorchExpectation,
 )
+from envbuilder.lock.target import Target
 from envbuilder.lock.tomlfile import dumps, lock_filename, loads, read_lock, write_lock
 
 SHA_A = "a" * 64

@@ -11,7 +11,7 @@ from an index page: the PyTorch index has served wrong and missing hashes, resea
     schema = 1                                  # required
     envbuilder = "0.4.0"                        # the version that wrote the lock
     recipe = {name, variant, sha256}            # variant: the torch variant tag (cu130)
-    target = {python = "3.12", platform = "x86_64-manylinux_2_28", implementation = "cp"}
+    target = {python = "3.12", platform = "x86_64-manylinux_2_28"}   # CPython
     toolchain = {cuda = "13.0", gcc-major = 12, python = "3.12"}
     archs = ["12.0"]
     torch = {version, cuda, variant, index, packages = {torchvision = "0.29.1"}}  # what the lock expects
@@ -38,7 +38,9 @@ from typing import Any, Literal, TypeVar
 
 from packaging.utils import canonicalize_name
 
+from envbuilder.errors import InputError
 from envbuilder.lock.errors import LockFileError
+from envbuilder.lock.target import Target
 
 SCHEMA = 1
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -330,13 +332,6 @@ class ExtensionRef:
 
 
 @dataclass(frozen=True)
-class Target:
-    python: str  # "3.12"
-    platform: str  # a uv platform triple: x86_64-manylinux_2_28
-    implementation: str = "cp"
-
-
-@dataclass(frozen=True)
 class Toolchain:
     cuda: str | None = None  # "13.0"
     gcc_major: int | None = None
@@ -387,11 +382,7 @@ class EnvbuilderPart:
         if self.recipe or self.recipe_sha256:
             data["recipe"] = _drop_none({"name": self.recipe, "variant": self.variant, "sha256": self.recipe_sha256})
         if self.target:
-            data["target"] = {
-                "python": self.target.python,
-                "platform": self.target.platform,
-                "implementation": self.target.implementation,
-            }
+            data["target"] = {"python": self.target.python, "platform": self.target.platform}
         if self.toolchain:
             data["toolchain"] = _drop_none(
                 {"cuda": self.toolchain.cuda, "gcc-major": self.toolchain.gcc_major, "python": self.toolchain.python}
@@ -447,13 +438,7 @@ class EnvbuilderPart:
             recipe=recipe.str("name") if recipe else None,
             variant=recipe.str("variant") if recipe else None,
             recipe_sha256=recipe.str("sha256", pattern=SHA256) if recipe else None,
-            target=Target(
-                target.str("python", required=True),
-                target.str("platform", required=True),
-                target.str("implementation") or "cp",
-            )
-            if target
-            else None,
+            target=_target(target) if target else None,
             toolchain=Toolchain(toolchain.str("cuda"), toolchain.int("gcc-major"), toolchain.str("python"))
             if toolchain
             else None,
@@ -493,6 +478,13 @@ class EnvbuilderPart:
                 ExtensionRef(e.str("name", required=True), e.str("key", required=True)) for e in f.tables("extensions")
             ),
         )
+
+
+def _target(f: Fields) -> Target:
+    try:
+        return Target(f.str("python", required=True), f.str("platform", required=True))
+    except InputError as exc:
+        raise LockFileError(exc.message, file=None, key=f.path, hint=exc.hint) from None
 
 
 # --- the lock ----------------------------------------------------------------------------------------
