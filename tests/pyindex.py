@@ -205,6 +205,11 @@ class PyIndex:
                 log.append(self.path.split("?", 1)[0])
                 super().do_GET()
 
+            def end_headers(self) -> None:
+                # a live index: pages must be revalidated, so a new release is seen at once
+                self.send_header("Cache-Control", "max-age=0, must-revalidate")
+                super().end_headers()
+
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass  # tests stay quiet
 

@@ -100,10 +100,11 @@ class DownloadCache:
         path: Path, sha256: str, size: int, *, package: str, filename: str, source: str, known: Fetched | None = None
     ) -> None:
         actual, actual_size = (known.sha256, known.size) if known else file_sha256(path)
-        if actual_size != size:
-            raise ArtifactMismatch(package, filename, "size", str(size), str(actual_size), source=source)
+        # the sha256 is the file's identity: named first; a size alone differs only in a bad lock
         if actual != sha256:
             raise ArtifactMismatch(package, filename, "sha256", sha256, actual, source=source)
+        if actual_size != size:
+            raise ArtifactMismatch(package, filename, "size", str(size), str(actual_size), source=source)
 
     def _download(self, url: str) -> Fetched:
         filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "download"

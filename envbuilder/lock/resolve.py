@@ -20,14 +20,16 @@ How, and why this way (research/locks.md; measured, see benchmarks/bench_lock.py
   own sha256 and size: the sdist is the one artifact every machine can fetch and check, while a
   wheel built here would be this machine's bytes. It is found by uv's own answer ("Wheels are
   required for `X`"), allowed (`--no-binary X`) and resolved again. The recipe's no-build-isolation
-  requirements are allowed from the start; their metadata is prepared with pip, setuptools, wheel
-  and numpy present (old setup.py files import them; uv `extra-build-dependencies`). The lock
+  requirements are allowed from the start; their metadata is prepared with what the env holds
+  when the wheels step installs them, pip and the extensions' build tools (chumpy's setup.py
+  imports pip; uv `extra-build-dependencies`). The lock
   lists them in [tool.envbuilder] no-build-isolation: the installer builds them against the env.
 - `previous` (an earlier lock) is uv's preference: versions stay unless `upgrade` names them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
@@ -55,7 +57,6 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     import tomli as tomllib
 
-METADATA_BUILD_DEPS = ["pip", "setuptools", "wheel", "numpy"]
 MAX_SDIST_ROUNDS = 10
 _NEEDS_SDIST = re.compile(r"Wheels are required for `([^`]+)`")
 
@@ -193,11 +194,9 @@ class Resolver:
         (work / "requirements.in").write_text("\n".join(requirements) + "\n")
         out = work / "pylock.resolved.toml"
         allowed_sdists = list(request.no_isolation_names())
+        build_env = json.dumps(["pip", *request.build_requires])  # a JSON array is a TOML array
         config = work / "uv.toml"
-        config.write_text(
-            "[extra-build-dependencies]\n"
-            + "".join(f'"{n}" = {METADATA_BUILD_DEPS!r}\n'.replace("'", '"') for n in allowed_sdists)
-        )
+        config.write_text("[extra-build-dependencies]\n" + "".join(f'"{n}" = {build_env}\n' for n in allowed_sdists))
         for _round in range(MAX_SDIST_ROUNDS):
             if previous is not None:
                 out.write_text(dumps(previous))  # uv keeps the versions an existing output pins

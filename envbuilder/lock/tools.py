@@ -54,14 +54,16 @@ def tools_dir() -> Path:
     return cache_dir() / "tools"
 
 
-def ensure_tools(python: str | Path | None = None) -> Tools:
-    """The tools venv, made on first use. `python` is the interpreter to base it on (the one
-    running envbuilder by default); any Python >= 3.9 works, it never runs the user's code."""
-    venv = tools_dir() / "venv"
+def ensure_tools(python: str | Path | None = None, *, root: Path | None = None) -> Tools:
+    """The tools venv (<root>/venv, root defaults to <cache>/tools), made on first use. `python`
+    is the interpreter to base it on (the one running envbuilder by default); any Python >= 3.9
+    works: it never runs the user's code."""
+    root = root or tools_dir()
+    venv = root / "venv"
     found = _probe(venv)
     if found:
         return found
-    with _exclusive(tools_dir() / ".lock"):
+    with _exclusive(root / ".lock"):
         found = _probe(venv)
         if found:
             return found
