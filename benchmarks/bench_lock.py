@@ -50,7 +50,9 @@ def main() -> int:
     lock = resolve(request, tools=tools, indexes=indexes, cache=cache)
     first = time.perf_counter() - started
     size = sum(p.artifact.size for p in lock.packages)
-    print(f"first round: {first:.1f} s, {len(lock.packages)} packages, {size / 1e9:.2f} GB, downloaded {len(cache.fetched_urls)} files")
+    print(
+        f"first round: {first:.1f} s, {len(lock.packages)} packages, {size / 1e9:.2f} GB, downloaded {len(cache.fetched_urls)} files"
+    )
     times = []
     for _ in range(args.runs):
         started = time.perf_counter()

@@ -110,8 +110,8 @@ def build_sdist(out: Path, name: str, version: str, *, requires: list[str] = (),
     files = {
         f"{root}/PKG-INFO": meta.encode(),
         f"{root}/pyproject.toml": (
-            '[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\nbackend-path = ["."]\n'
-        ).encode(),
+            b'[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\nbackend-path = ["."]\n'
+        ),
         f"{root}/tiny_backend.py": TINY_BACKEND.format(name=name, version=version, dist=dist, metadata=meta).encode(),
         f"{root}/{dist}/__init__.py": f"__version__ = {version!r}\n{payload}".encode(),
     }
@@ -201,7 +201,7 @@ class PyIndex:
             def __init__(self, *args: object, **kwargs: object) -> None:
                 super().__init__(*args, directory=root, **kwargs)  # type: ignore[arg-type]
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 log.append(self.path.split("?", 1)[0])
                 super().do_GET()
 
@@ -210,7 +210,7 @@ class PyIndex:
                 self.send_header("Cache-Control", "max-age=0, must-revalidate")
                 super().end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # tests stay quiet
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

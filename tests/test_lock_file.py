@@ -4,6 +4,7 @@ file, the key path and the line (fuzzed with hypothesis)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 from typing import Any
@@ -30,7 +31,7 @@ from envbuilder.lock.model import (
     TorchExpectation,
 )
 from envbuilder.lock.target import Target
-from envbuilder.lock.tomlfile import dumps, lock_filename, loads, read_lock, write_lock
+from envbuilder.lock.tomlfile import dumps, loads, lock_filename, read_lock, write_lock
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -97,7 +98,9 @@ def test_round_trip_is_exact_and_valid_pep751(tmp_path):
 
 def test_writing_is_deterministic_and_atomic(tmp_path):
     lock = sample_lock()
-    assert dumps(lock) == dumps(Lock(tuple(reversed(lock.packages)), envbuilder=lock.envbuilder, requires_python="==3.12.*"))
+    assert dumps(lock) == dumps(
+        Lock(tuple(reversed(lock.packages)), envbuilder=lock.envbuilder, requires_python="==3.12.*")
+    )
     path = tmp_path / "pylock.x.toml"
     write_lock(lock, path)
     assert [p.name for p in tmp_path.iterdir()] == ["pylock.x.toml"]  # no temporary left behind
@@ -122,11 +125,19 @@ def test_file_names():
 @pytest.mark.parametrize(
     ("edit", "key", "line_text"),
     [
-        (lambda d: d["packages"][1]["wheels"][0]["hashes"].pop("sha256"), "packages[1].wheels[0].hashes", "[packages.wheels.hashes]"),
+        (
+            lambda d: d["packages"][1]["wheels"][0]["hashes"].pop("sha256"),
+            "packages[1].wheels[0].hashes",
+            "[packages.wheels.hashes]",
+        ),
         (lambda d: d["packages"][1]["wheels"][0].pop("size"), "packages[1].wheels[0].size", "[[packages.wheels]]"),
         (lambda d: d["packages"][0].pop("version"), "packages[0].version", "[[packages]]"),
         (lambda d: d["packages"][0]["sdist"].update(size="big"), "packages[0].sdist.size", "size = "),
-        (lambda d: d["tool"]["envbuilder"]["source"].update(commit="main"), "tool.envbuilder.source.commit", "commit = "),
+        (
+            lambda d: d["tool"]["envbuilder"]["source"].update(commit="main"),
+            "tool.envbuilder.source.commit",
+            "commit = ",
+        ),
         (lambda d: d["tool"]["envbuilder"].update(schema=7), "tool.envbuilder.schema", "schema = "),
         (lambda d: d.update({"lock-version": "2.0"}), "lock-version", "lock-version"),
         (lambda d: d["packages"].append(copy.deepcopy(d["packages"][0])), "packages[2].name", None),
@@ -247,10 +258,8 @@ def test_fuzz_structurally_mutated_locks(data):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_fuzz_random_text(text):
-    try:
+    with contextlib.suppress(LockFileError):
         loads(text, file="pylock.fuzz.toml")
-    except LockFileError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -260,7 +269,5 @@ def test_fuzz_byte_edits_of_a_valid_lock(data):
     pos = data.draw(st.integers(0, len(text) - 1))
     cut = data.draw(st.integers(0, 20))
     insert = data.draw(st.text(max_size=10))
-    try:
+    with contextlib.suppress(LockFileError):
         loads(text[:pos] + insert + text[pos + cut :], file="pylock.fuzz.toml")
-    except LockFileError:
-        pass

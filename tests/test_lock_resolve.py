@@ -173,7 +173,14 @@ def test_installers_themselves_refuse_a_hash_mismatch(index, tools, tmp_path, in
     """Without envbuilder's check in front, pip and uv refuse too; their words become ours."""
     wheel = index.publish("pkg", "1.0")
     bad = "0" * 64
-    lock = Lock((replace(lock_of(index, tools, "pkg").package("pkg"), artifact=Artifact("wheel", wheel.name, bad, wheel.stat().st_size, path=str(wheel))),))
+    lock = Lock(
+        (
+            replace(
+                lock_of(index, tools, "pkg").package("pkg"),
+                artifact=Artifact("wheel", wheel.name, bad, wheel.stat().st_size, path=str(wheel)),
+            ),
+        )
+    )
     lockfile = write_lock(lock, tmp_path / "pylock.bad.toml")
     with pytest.raises(ArtifactMismatch) as caught:
         run_installer(installer, tools, venv(tmp_path / "env"), lockfile)
@@ -183,14 +190,22 @@ def test_installers_themselves_refuse_a_hash_mismatch(index, tools, tmp_path, in
 def test_size_mismatch_is_caught_before_either_installer(index, tools, tmp_path):
     wheel = index.publish("pkg", "1.0")
     good = lock_of(index, tools, "pkg")
-    wrong = replace(good, packages=(replace(good.package("pkg"), artifact=replace(good.package("pkg").artifact, size=12)),))
+    wrong = replace(
+        good, packages=(replace(good.package("pkg"), artifact=replace(good.package("pkg").artifact, size=12)),)
+    )
     for installer in ("pip", "uv"):
         with pytest.raises(ArtifactMismatch) as caught:
             install_lock(wrong, venv(tmp_path / installer), installer=installer, tools=tools)
-        assert (caught.value.what, caught.value.expected, caught.value.actual) == ("size", "12", str(wheel.stat().st_size))
+        assert (caught.value.what, caught.value.expected, caught.value.actual) == (
+            "size",
+            "12",
+            str(wheel.stat().st_size),
+        )
     # uv checks sizes itself as well (pip 26.3 does not: that is why envbuilder checks first)
     lockfile = write_lock(
-        replace(wrong, packages=(replace(wrong.packages[0], artifact=replace(wrong.packages[0].artifact, path=str(wheel))),)),
+        replace(
+            wrong, packages=(replace(wrong.packages[0], artifact=replace(wrong.packages[0].artifact, path=str(wheel))),)
+        ),
         tmp_path / "pylock.size.toml",
     )
     with pytest.raises(ArtifactMismatch) as caught:
@@ -207,7 +222,13 @@ def test_freeze_a_built_env_without_resolving(index, tools, tmp_path):
     install_lock(lock, python, installer="pip", tools=tools)
     record_installed(lock, prefix)
     (prefix / "envbuilder.lock.json").write_text(
-        json.dumps({"recipe": {"name": "demo", "sha256": "f" * 64}, "archs": ["12.0"], "toolchain": {"nvcc": "13.0.88", "gcc": "12.2.0", "python": {"version": PY + ".1"}}})
+        json.dumps(
+            {
+                "recipe": {"name": "demo", "sha256": "f" * 64},
+                "archs": ["12.0"],
+                "toolchain": {"nvcc": "13.0.88", "gcc": "12.2.0", "python": {"version": PY + ".1"}},
+            }
+        )
     )
     index.publish("pkg", "1.1", requires=["dep"])  # a resolution now would move: the freeze must not
     frozen = freeze_env(prefix)
@@ -229,7 +250,18 @@ def test_freeze_from_a_pip_report(index, tools, tmp_path):
     index.publish("dep", "1.0")
     report = tmp_path / "report.json"
     subprocess.run(
-        [*tools.pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "--index-url", index.url, "pkg"],
+        [
+            *tools.pip,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "--index-url",
+            index.url,
+            "pkg",
+        ],
         check=True,
         env={"PIP_CONFIG_FILE": "/dev/null", "PATH": "/usr/bin:/bin"},
     )

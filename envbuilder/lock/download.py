@@ -72,13 +72,17 @@ class DownloadCache:
             pass
         return self._download(url)
 
-    def verified(self, url: str | None, local: Path | None, sha256: str, size: int, *, package: str, filename: str) -> Path:
+    def verified(
+        self, url: str | None, local: Path | None, sha256: str, size: int, *, package: str, filename: str
+    ) -> Path:
         """A local file whose bytes are the locked ones (hashed now), or ArtifactMismatch naming
         the package, the expected and the actual value. `local` (a lock's `path`) wins over url."""
         if local is not None:
             if not local.is_file():
                 if url is None:
-                    raise DownloadFailed(f"{package}: {local} is missing", hint="the lock's files travel with it (bundle)")
+                    raise DownloadFailed(
+                        f"{package}: {local} is missing", hint="the lock's files travel with it (bundle)"
+                    )
             else:
                 self._check(local, sha256, size, package=package, filename=filename, source=str(local))
                 return local

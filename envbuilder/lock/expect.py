@@ -11,7 +11,11 @@ from envbuilder.lock.model import Lock
 
 
 def toolchain_problems(
-    lock: Lock, *, cuda: Version | str | None = None, python: Version | str | None = None, gcc: Version | str | None = None
+    lock: Lock,
+    *,
+    cuda: Version | str | None = None,
+    python: Version | str | None = None,
+    gcc: Version | str | None = None,
 ) -> list[LockToolchainMismatch]:
     """What the host lacks, one error per mismatch (empty: it can build the lock). Compared:
     CUDA major.minor, Python major.minor, gcc major; a value the lock does not record is not checked."""
@@ -22,9 +26,27 @@ def toolchain_problems(
     wanted_python = part.toolchain.python if part.toolchain and part.toolchain.python else None
     wanted_python = wanted_python or (part.target.python if part.target else None)
     checks = [
-        ("CUDA", part.toolchain.cuda if part.toolchain else None, cuda, 2, "install that CUDA toolkit and pass --cuda, or lock again on this host"),
-        ("Python", wanted_python, python, 2, "pass --python with that version (pyenv/uv python install), or lock again for this Python"),
-        ("gcc", str(part.toolchain.gcc_major) if part.toolchain and part.toolchain.gcc_major else None, gcc, 1, "put that gcc first on PATH (or set CXX), or lock again on this host"),
+        (
+            "CUDA",
+            part.toolchain.cuda if part.toolchain else None,
+            cuda,
+            2,
+            "install that CUDA toolkit and pass --cuda, or lock again on this host",
+        ),
+        (
+            "Python",
+            wanted_python,
+            python,
+            2,
+            "pass --python with that version (pyenv/uv python install), or lock again for this Python",
+        ),
+        (
+            "gcc",
+            str(part.toolchain.gcc_major) if part.toolchain and part.toolchain.gcc_major else None,
+            gcc,
+            1,
+            "put that gcc first on PATH (or set CXX), or lock again on this host",
+        ),
     ]
     for what, wanted, have, parts, hint in checks:
         if wanted is None or have is None:

@@ -74,7 +74,9 @@ def freeze_env(prefix: Path, *, python: Path | None = None) -> Lock:
         raise FreezeError(f"the env's record of its files is damaged: {exc.message}") from None
     python = python or prefix / "venv" / "bin" / "python"
     have = installed_packages(python)
-    built = {canonicalize_name(str(e.get("name", ""))) for e in manifest.get("extensions", []) if isinstance(e, Mapping)}
+    built: set[str] = {
+        canonicalize_name(str(e.get("name", ""))) for e in manifest.get("extensions", []) if isinstance(e, Mapping)
+    }
     built |= {_wheel_project(str(e.get("wheel", ""))) for e in manifest.get("extensions", []) if isinstance(e, Mapping)}
     wrong = [
         f"{p.name}: locked {p.version}, installed {have.get(p.name, 'nothing')}"
@@ -131,7 +133,8 @@ def lock_from_pip_report(
         from urllib.parse import unquote
 
         filename = unquote(filename)
-        kind = "wheel" if filename.endswith(".whl") else "sdist"
-        artifact = Artifact(kind, filename, got.sha256, got.size, url=url.split("#", 1)[0])
+        artifact = Artifact(
+            "wheel" if filename.endswith(".whl") else "sdist", filename, got.sha256, got.size, url=url.split("#", 1)[0]
+        )
         packages.append(LockedPackage(name, version, artifact, index=index_of(url, indexes)))
     return Lock(tuple(packages), envbuilder=part)

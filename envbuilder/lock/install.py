@@ -47,9 +47,7 @@ class Installed:
         return {f"{n}=={v}" for n, v in self.packages.items()}
 
 
-def verify_files(
-    lock: Lock, *, lock_dir: Path | None = None, cache: DownloadCache | None = None
-) -> dict[str, Path]:
+def verify_files(lock: Lock, *, lock_dir: Path | None = None, cache: DownloadCache | None = None) -> dict[str, Path]:
     """package name -> a local file with exactly the locked bytes. Raises on the first mismatch."""
     cache = cache or DownloadCache()
     files = {}
@@ -89,7 +87,10 @@ def install_lock(
                 continue
             local = _pointing_at(part, files)
             lockfile = write_lock(local, Path(tmp) / ("pylock.late.toml" if options else "pylock.install.toml"))
-            note(f"{installer}: installing {len(part.packages)} packages" + (" without build isolation" if options else ""))
+            note(
+                f"{installer}: installing {len(part.packages)} packages"
+                + (" without build isolation" if options else "")
+            )
             run_installer(installer, tools, python, lockfile, options=options, indexes=indexes, log=log)
     return Installed(installer, installed_packages(python))
 
@@ -116,7 +117,17 @@ def run_installer(
     if installer == "pip":
         if indexes:
             index_args = ["--index-url", indexes.default, *[a for e in indexes.extra for a in ("--extra-index-url", e)]]
-        argv = [*tools.pip, "--python", str(python), "install", "--no-input", *index_args, *options, "-r", str(lockfile)]
+        argv = [
+            *tools.pip,
+            "--python",
+            str(python),
+            "install",
+            "--no-input",
+            *index_args,
+            *options,
+            "-r",
+            str(lockfile),
+        ]
         env = clean_env({"PIP_CONFIG_FILE": "/dev/null"})
     else:
         if indexes:
@@ -160,7 +171,9 @@ def installer_mismatch(installer: str, output: str) -> ArtifactMismatch | None:
     messages, as envbuilder's ArtifactMismatch (package, expected, actual)."""
     if installer == "pip" and (m := _PIP_HASH.search(output)):
         src = m.group("src")
-        return ArtifactMismatch(m.group("name"), src.rsplit("/", 1)[-1], "sha256", m.group("exp"), m.group("got"), source="pip")
+        return ArtifactMismatch(
+            m.group("name"), src.rsplit("/", 1)[-1], "sha256", m.group("exp"), m.group("got"), source="pip"
+        )
     if installer == "uv" and (m := _UV_HASH.search(output)):
         return ArtifactMismatch(m.group("name"), m.group("name"), "sha256", m.group("exp"), m.group("got"), source="uv")
     if installer == "uv" and (m := _UV_SIZE.search(output)):
@@ -172,7 +185,9 @@ def installer_mismatch(installer: str, output: str) -> ArtifactMismatch | None:
 
 def _last_error(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith(("error", "×", "cause"))]
+    errors = [
+        line for line in lines if line.lower().startswith(("error", "\u00d7", "cause"))
+    ]  # uv marks errors with a cross
     return (errors or lines or ["(no output)"])[-1][:300]
 
 

@@ -77,26 +77,26 @@ class Fields:
             raise self.fail(name, f"expected {what}, found {_kind(value)}")
         return value
 
-    def str(self, name: str, *, required: bool = False, pattern: re.Pattern[str] | None = None) -> Any:
+    def string(self, name: str, *, required: bool = False, pattern: re.Pattern[str] | None = None) -> Any:
         value = self._get(name, str, required, "a string")
         if value is not None and pattern is not None and not pattern.fullmatch(value):
             raise self.fail(name, f"{value!r} is not valid (expected {pattern.pattern})")
         return value
 
-    def int(self, name: str, *, required: bool = False) -> Any:
+    def integer(self, name: str, *, required: bool = False) -> Any:
         value = self._get(name, int, required, "an integer")
         if value is not None and value < 0:
             raise self.fail(name, f"{value} is negative")
         return value
 
-    def bool(self, name: str) -> bool:
+    def boolean(self, name: str) -> bool:
         return bool(self._get(name, bool, False, "true or false"))
 
-    def datetime(self, name: str) -> datetime | None:
+    def timestamp(self, name: str) -> datetime | None:
         value: datetime | None = self._get(name, datetime, False, "a TOML date-time")
         return value
 
-    def strs(self, name: str) -> tuple[str, ...]:
+    def strings(self, name: str) -> tuple[str, ...]:
         value = self._get(name, list, False, "an array of strings")
         for i, item in enumerate(value or []):
             if not isinstance(item, str):
@@ -115,7 +115,7 @@ class Fields:
         table = self.table(name)
         if table is None:
             return {}
-        return {k: table.str(k, required=True) for k in table.data}
+        return {k: table.string(k, required=True) for k in table.data}
 
 
 def _kind(value: object) -> str:
@@ -157,19 +157,19 @@ class Artifact:
 
     @classmethod
     def from_toml(cls, f: Fields, kind: Literal["wheel", "sdist"]) -> Artifact:
-        url, path = f.str("url"), f.str("path")
+        url, path = f.string("url"), f.string("path")
         if not url and not path:
             raise LockFileError("a file needs a url or a path", file=None, key=f.path)
-        filename = f.str("name") or _last_part(path or url or "")
+        filename = f.string("name") or _last_part(path or url or "")
         hashes = f.table("hashes", required=True)
         assert hashes is not None
-        sha256 = hashes.str("sha256", pattern=SHA256)
+        sha256 = hashes.string("sha256", pattern=SHA256)
         if sha256 is None:
             raise hashes.fail("sha256", "missing: envbuilder locks carry the sha256 of every file")
-        size = f.int("size")
+        size = f.integer("size")
         if size is None:
             raise f.fail("size", "missing: envbuilder locks carry the size of every file")
-        return cls(kind, filename, sha256, size, url=url, path=path, upload_time=f.datetime("upload-time"))
+        return cls(kind, filename, sha256, size, url=url, path=path, upload_time=f.timestamp("upload-time"))
 
 
 def _last_part(location: str) -> str:
@@ -204,8 +204,8 @@ class LockedPackage:
 
     @classmethod
     def from_toml(cls, f: Fields) -> LockedPackage:
-        name = f.str("name", required=True)
-        version = f.str("version")
+        name = f.string("name", required=True)
+        version = f.string("version")
         if version is None:
             raise f.fail("version", "missing: envbuilder locks pin every package to one version")
         wheels = f.tables("wheels")
@@ -223,7 +223,7 @@ class LockedPackage:
             artifact = Artifact.from_toml(sdist, "sdist")
         else:
             raise f.fail("wheels", "missing: a package needs a wheel or an sdist")
-        return cls(name, version, artifact, index=f.str("index"))
+        return cls(name, version, artifact, index=f.string("index"))
 
 
 # --- envbuilder's part ---------------------------------------------------------------------------------
@@ -253,12 +253,12 @@ class Submodule:
     @classmethod
     def from_toml(cls, f: Fields) -> Submodule:
         return cls(
-            f.str("path", required=True),
-            f.str("url", required=True),
-            f.str("commit", required=True, pattern=COMMIT),
-            fallback=f.bool("fallback"),
-            pinned=f.str("pinned", pattern=COMMIT),
-            why=f.str("why"),
+            f.string("path", required=True),
+            f.string("url", required=True),
+            f.string("commit", required=True, pattern=COMMIT),
+            fallback=f.boolean("fallback"),
+            pinned=f.string("pinned", pattern=COMMIT),
+            why=f.string("why"),
         )
 
 
@@ -286,11 +286,11 @@ class Source:
     @classmethod
     def from_toml(cls, f: Fields) -> Source:
         source = cls(
-            git=f.str("git"),
-            commit=f.str("commit", pattern=COMMIT),
+            git=f.string("git"),
+            commit=f.string("commit", pattern=COMMIT),
             submodules=tuple(Submodule.from_toml(s) for s in f.tables("submodules")),
-            path=f.str("path"),
-            digest=f.str("digest", pattern=SHA256),
+            path=f.string("path"),
+            digest=f.string("digest", pattern=SHA256),
         )
         if bool(source.git) == bool(source.path):
             raise LockFileError("a source is either git (with commit) or path", file=None, key=f.path)
@@ -424,7 +424,7 @@ class EnvbuilderPart:
 
     @classmethod
     def from_toml(cls, f: Fields) -> EnvbuilderPart:
-        schema = f.int("schema", required=True)
+        schema = f.integer("schema", required=True)
         if schema != SCHEMA:
             raise f.fail("schema", f"schema {schema} is not known to this envbuilder (it reads schema {SCHEMA})")
         recipe = f.table("recipe")
@@ -434,35 +434,35 @@ class EnvbuilderPart:
         res = f.table("resolution")
         ext_sources = f.table("extension-sources")
         return cls(
-            envbuilder=f.str("envbuilder"),
-            recipe=recipe.str("name") if recipe else None,
-            variant=recipe.str("variant") if recipe else None,
-            recipe_sha256=recipe.str("sha256", pattern=SHA256) if recipe else None,
+            envbuilder=f.string("envbuilder"),
+            recipe=recipe.string("name") if recipe else None,
+            variant=recipe.string("variant") if recipe else None,
+            recipe_sha256=recipe.string("sha256", pattern=SHA256) if recipe else None,
             target=_target(target) if target else None,
-            toolchain=Toolchain(toolchain.str("cuda"), toolchain.int("gcc-major"), toolchain.str("python"))
+            toolchain=Toolchain(toolchain.string("cuda"), toolchain.integer("gcc-major"), toolchain.string("python"))
             if toolchain
             else None,
-            archs=f.strs("archs"),
+            archs=f.strings("archs"),
             torch=TorchExpectation(
-                torch.str("version", required=True),
-                cuda=torch.str("cuda"),
-                variant=torch.str("variant"),
-                index=torch.str("index"),
+                torch.string("version", required=True),
+                cuda=torch.string("cuda"),
+                variant=torch.string("variant"),
+                index=torch.string("index"),
                 packages=torch.str_map("packages"),
             )
             if torch
             else None,
-            no_build_isolation=f.strs("no-build-isolation"),
+            no_build_isolation=f.strings("no-build-isolation"),
             resolution=Resolution(
-                resolver=res.str("resolver") or "uv",
-                resolver_version=res.str("resolver-version"),
-                indexes=res.strs("indexes"),
-                torch_index=res.str("torch-index"),
-                find_links=res.strs("find-links"),
-                constraints=res.strs("constraints"),
-                site_config=res.bool("site-config"),
-                index_strategy=res.str("index-strategy"),
-                requirements=res.strs("requirements"),
+                resolver=res.string("resolver") or "uv",
+                resolver_version=res.string("resolver-version"),
+                indexes=res.strings("indexes"),
+                torch_index=res.string("torch-index"),
+                find_links=res.strings("find-links"),
+                constraints=res.strings("constraints"),
+                site_config=res.boolean("site-config"),
+                index_strategy=res.string("index-strategy"),
+                requirements=res.strings("requirements"),
             )
             if res
             else None,
@@ -471,18 +471,23 @@ class EnvbuilderPart:
             if ext_sources
             else {},
             patches=tuple(
-                PatchRef(p.str("root", required=True), p.str("name", required=True), p.str("sha256", required=True, pattern=SHA256))
+                PatchRef(
+                    p.string("root", required=True),
+                    p.string("name", required=True),
+                    p.string("sha256", required=True, pattern=SHA256),
+                )
                 for p in f.tables("patches")
             ),
             extensions=tuple(
-                ExtensionRef(e.str("name", required=True), e.str("key", required=True)) for e in f.tables("extensions")
+                ExtensionRef(e.string("name", required=True), e.string("key", required=True))
+                for e in f.tables("extensions")
             ),
         )
 
 
 def _target(f: Fields) -> Target:
     try:
-        return Target(f.str("python", required=True), f.str("platform", required=True))
+        return Target(f.string("python", required=True), f.string("platform", required=True))
     except InputError as exc:
         raise LockFileError(exc.message, file=None, key=f.path, hint=exc.hint) from None
 
@@ -533,7 +538,7 @@ class Lock:
     @classmethod
     def from_toml(cls, data: object) -> Lock:
         f = Fields(data, "")
-        version = f.str("lock-version", required=True)
+        version = f.string("lock-version", required=True)
         if not re.fullmatch(r"1(\.\d+)?", version):
             raise f.fail("lock-version", f"{version!r}: this envbuilder reads PEP 751 lock-version 1.x")
         packages = tuple(LockedPackage.from_toml(p) for p in f.tables("packages", required=True))
@@ -549,7 +554,7 @@ class Lock:
         return cls(
             packages,
             envbuilder=EnvbuilderPart.from_toml(part) if part else None,
-            created_by=f.str("created-by", required=True),
-            requires_python=f.str("requires-python"),
-            environments=f.strs("environments"),
+            created_by=f.string("created-by", required=True),
+            requires_python=f.string("requires-python"),
+            environments=f.strings("environments"),
         )

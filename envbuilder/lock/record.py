@@ -36,8 +36,8 @@ def part_from_plan(
             source = Source(git=str(source_inputs["git"]), commit=str(source_inputs["commit"]))
         else:
             source = Source(path=str(source_inputs["path"]), digest=source_inputs.get("digest"))  # type: ignore[arg-type]
-        own = source_inputs.get("extensions") or {}
-        ext_sources = {str(k): Source(git=str(v[0]), commit=str(v[1])) for k, v in own.items()}  # type: ignore[union-attr]
+        own: Mapping[str, Sequence[str]] = source_inputs.get("extensions") or {}  # type: ignore[assignment]
+        ext_sources = {str(k): Source(git=str(v[0]), commit=str(v[1])) for k, v in own.items()}
     patches = []
     sets: Sequence[Mapping[str, Any]] = plan.step("patches").inputs.get("sets", [])  # type: ignore[assignment]
     for patch_set in sets:

@@ -55,7 +55,7 @@ from envbuilder.paths import cache_dir
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 MAX_SDIST_ROUNDS = 10
 _NEEDS_SDIST = re.compile(r"Wheels are required for `([^`]+)`")
@@ -148,7 +148,9 @@ class Resolver:
                     torch_choices[name] = found[name]
             pinned = [f"{c.name} @ {c.url}" for c in torch_choices.values()]
             rest = [r for r in request.all_requirements() if not (torch_choices and r in request.torch)]
-            self.on_note(f"resolving {len(pinned) + len(rest)} requirements for Python {request.target.python} on {request.target.platform}")
+            self.on_note(
+                f"resolving {len(pinned) + len(rest)} requirements for Python {request.target.python} on {request.target.platform}"
+            )
             found = self._compile(work / "b", pinned + rest, request, previous, upgrade, torch_index=None)
             found.update(torch_choices)
             packages = [self._lock_package(c, request) for c in sorted(found.values(), key=lambda c: c.name)]
@@ -161,7 +163,8 @@ class Resolver:
             find_links=self.indexes.find_links,
             constraints=tuple(str(c) for c in self.indexes.constraints),
             site_config=self.indexes.site_config,
-            index_strategy="unsafe-best-match" + (" (torch index: first-index, torch family only)" if request.torch_index else ""),
+            index_strategy="unsafe-best-match"
+            + (" (torch index: first-index, torch family only)" if request.torch_index else ""),
             requirements=tuple(request.all_requirements()),
         )
         sdists = {p.name for p in packages if p.artifact.kind == "sdist"}
@@ -292,7 +295,9 @@ class Resolver:
                 url = sdist.get("url") or _file_url(sdist["path"])
                 from urllib.parse import unquote
 
-                found[name] = _Choice(name, version, url, "sdist", unquote(url.rsplit("/", 1)[-1]), sdist.get("upload-time"))
+                found[name] = _Choice(
+                    name, version, url, "sdist", unquote(url.rsplit("/", 1)[-1]), sdist.get("upload-time")
+                )
                 continue
             raise ResolutionFailed(f"{name} {version}: uv found no wheel for {target.platform} and no sdist")
         return found

@@ -93,4 +93,3 @@ class Target:
     def marker(self) -> str:
         """The PEP 508 environment the lock is for, so installers refuse another one."""
         return f"sys_platform == 'linux' and platform_machine == '{self.arch}'"
-

@@ -20,7 +20,7 @@ from envbuilder.lock.model import Lock
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 HEADER = (
     "# PEP 751 lock written by envbuilder: pip >= 26.1 (`pip install -r`) and uv (`uv pip install -r`)\n"

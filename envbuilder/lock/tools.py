@@ -73,7 +73,15 @@ def ensure_tools(python: str | Path | None = None, *, root: Path | None = None) 
         try:
             proc.capture([base, "-m", "venv", str(partial)], timeout=300)
             proc.capture(
-                [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS],
+                [
+                    str(partial / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    *REQUIREMENTS,
+                ],
                 timeout=600,
             )
         except CommandFailed as exc:
