@@ -433,3 +433,31 @@ def diagnoses(findings: list[Any]) -> None:
         out.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]")
         command = f"\n  run:   {f.signature.command}" if f.signature.command else ""
         out.print(f"  cause: {escape(f.cause)}\n  fix:   {escape(f.fix)}" + escape(command))
+
+
+# --- locks (envbuilder/lock/) -------------------------------------------------------------------
+
+
+def lock_written(path: str, lock: Any, changes: list[str], *, site_config: bool) -> None:
+    """`envbuilder lock`: the packages, what moved since the previous lock, and where it went."""
+    rows = [
+        [p.name, p.version, p.artifact.kind, f"{p.artifact.size / 1e6:.1f} MB", p.artifact.sha256[:12], p.index or "-"]
+        for p in lock.packages
+    ]
+    table(None, ["package", "version", "file", "size", "sha256", "index"], rows)
+    for line in changes:
+        out.print(f"  {escape(line)}")
+    total = sum(p.artifact.size for p in lock.packages) / 1e9
+    out.print(f"wrote [bold]{escape(path)}[/]: {len(lock.packages)} packages, {total:.2f} GB, every file hashed")
+    if site_config:
+        warn("this lock names this machine's pip indexes (pip config); commit only locks made with --no-pip-config")
+
+
+def lock_check(path: str, changes: list[str]) -> None:
+    """`envbuilder lock --check`: one line per change; nothing when the lock still holds."""
+    for line in changes:
+        out.print(escape(line))
+    if changes:
+        err.print(f"[red]{escape(path)} is out of date[/]: {len(changes)} change(s)")
+    else:
+        err.print(f"[green]{escape(path)} is up to date[/]")

@@ -27,19 +27,18 @@ def part_from_plan(
     planned commit is recorded and submodules are left out. `extension_keys`: name -> content key
     (cache.wheel_key of the extension step's key inputs), computed before anything compiles."""
     recipe = plan.recipe
-    source_inputs = plan.step("sources").inputs
+    planned = plan.step("sources").given  # steps/sources.py Inputs: repo | path + digest, extensions
     if sources is not None:
         source = Source.from_outputs(sources)
         ext_sources = {k: Source.from_outputs(v) for k, v in (sources.get("extensions") or {}).items()}
     else:
-        if "git" in source_inputs:
-            source = Source(git=str(source_inputs["git"]), commit=str(source_inputs["commit"]))
+        if planned.repo is not None:
+            source = Source(git=planned.repo.url, commit=planned.repo.commit)
         else:
-            source = Source(path=str(source_inputs["path"]), digest=source_inputs.get("digest"))  # type: ignore[arg-type]
-        own: Mapping[str, Sequence[str]] = source_inputs.get("extensions") or {}  # type: ignore[assignment]
-        ext_sources = {str(k): Source(git=str(v[0]), commit=str(v[1])) for k, v in own.items()}
+            source = Source(path=planned.path, digest=planned.digest)
+        ext_sources = {name: Source(git=repo.url, commit=repo.commit) for name, repo in planned.extensions}
     patches = []
-    sets: Sequence[Mapping[str, Any]] = plan.step("patches").inputs.get("sets", [])  # type: ignore[assignment]
+    sets: Sequence[Mapping[str, Any]] = plan.step("patches").inputs.get("sets", [])
     for patch_set in sets:
         for p in patch_set["patches"]:
             patches.append(PatchRef(str(patch_set["root"]), str(p["name"]), str(p["sha256"])))
