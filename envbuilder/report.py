@@ -438,6 +438,11 @@ def diagnoses(findings: list[Any]) -> None:
 # --- locks (envbuilder/lock/) -------------------------------------------------------------------
 
 
+def lock_note(text: str) -> None:
+    """Progress of `envbuilder lock` (resolving, downloading), dim on stderr."""
+    err.print(f"[dim]{escape(text)}[/]")
+
+
 def lock_written(path: str, lock: Any, changes: list[str], *, site_config: bool) -> None:
     """`envbuilder lock`: the packages, what moved since the previous lock, and where it went."""
     rows = [

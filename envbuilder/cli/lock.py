@@ -88,7 +88,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     plan, _host = make_plan(args, plan_only=True)
     for warning in plan.warnings:
         report.warn(warning)
-    notes = None if args.json else (lambda text: report.err.print(f"[dim]{report.escape(text)}[/]"))
+    notes = None if args.json else report.lock_note
     tools = ensure_tools()
     indexes = IndexConfig() if args.no_pip_config else from_pip_config(tools.pip, env=dict(os.environ))
     if args.default_index:

@@ -27,16 +27,16 @@ def part_from_plan(
     planned commit is recorded and submodules are left out. `extension_keys`: name -> content key
     (cache.wheel_key of the extension step's key inputs), computed before anything compiles."""
     recipe = plan.recipe
-    planned = plan.step("sources").given  # steps/sources.py Inputs: repo | path + digest, extensions
+    planned = plan.step("sources").inputs  # the key data: {git, commit, ...} or {path, digest}; extensions
     if sources is not None:
         source = Source.from_outputs(sources)
         ext_sources = {k: Source.from_outputs(v) for k, v in (sources.get("extensions") or {}).items()}
     else:
-        if planned.repo is not None:
-            source = Source(git=planned.repo.url, commit=planned.repo.commit)
+        if planned.get("git"):
+            source = Source(git=str(planned["git"]), commit=str(planned["commit"]))
         else:
-            source = Source(path=planned.path, digest=planned.digest)
-        ext_sources = {name: Source(git=repo.url, commit=repo.commit) for name, repo in planned.extensions}
+            source = Source(path=str(planned["path"]), digest=planned.get("digest"))
+        ext_sources = {str(name): _planned_repo(repo) for name, repo in (planned.get("extensions") or {}).items()}
     patches = []
     sets: Sequence[Mapping[str, Any]] = plan.step("patches").inputs.get("sets", [])
     for patch_set in sets:
@@ -109,6 +109,13 @@ def part_from_manifest(manifest: Mapping[str, Any]) -> EnvbuilderPart:
             if isinstance(e, Mapping) and e.get("cache_key")
         ),
     )
+
+
+def _planned_repo(repo: Any) -> Source:
+    """An extension's own repository as the sources step keys it: [url, commit] or {git, commit, ...}."""
+    if isinstance(repo, Mapping):
+        return Source(git=str(repo["git"]), commit=str(repo["commit"]))
+    return Source(git=str(repo[0]), commit=str(repo[1]))
 
 
 def _major_minor(text: object) -> str | None:
