@@ -58,7 +58,7 @@ def compile(session: nox.Session, cuda: str) -> None:
     if "fixtures" in builds:
         session.run("envbuilder", "build", "fixture-exts", "--recipes", str(FIXTURES), *common, "--prefix", str(work / "fixtures"), env=env)
     for prefix in (work / name for name in builds):
-        manifest = json.loads((prefix / "envbuilder.lock.json").read_text())
+        manifest = json.loads((prefix / "envbuilder.manifest.json").read_text())
         assert manifest["toolchain"]["nvcc"].startswith(cuda), manifest["toolchain"]
         for binary in manifest["verify"]["binaries"]:
             assert binary["runs_on"] == {"12.0": "sass"}, binary

@@ -107,7 +107,7 @@ def main() -> int:
             second = scratch / "env2"
             seconds, _ = cli("build", "canary", *common, "--prefix", str(second), env=env)
             extra = disk_mib(first, second) - before
-            cache = json.loads((second / "envbuilder.lock.json").read_text())["extensions"][0]["cache"]
+            cache = json.loads((second / "envbuilder.manifest.json").read_text())["extensions"][0]["cache"]
             rows.append(
                 (
                     "(d) second env, same torch + extension",

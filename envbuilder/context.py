@@ -17,7 +17,8 @@ from typing import Any
 from envbuilder import proc
 from envbuilder.paths import default_prefix
 
-MANIFEST_NAME = "envbuilder.lock.json"
+MANIFEST_NAME = "envbuilder.manifest.json"
+LEGACY_MANIFEST_NAME = "envbuilder.lock.json"  # before real locks existed; still read for old envs
 
 # Step outputs are JSON data: recorded in state.json and the manifest as they are.
 Data = dict[str, Any]
@@ -26,7 +27,7 @@ Data = dict[str, Any]
 @dataclass(frozen=True)
 class Layout:
     """<prefix>/venv (the environment), src/<recipe> (the patched sources), .envbuilder/ (state,
-    logs, lock, built wheels) and envbuilder.lock.json (written last: its presence means ready).
+    logs, lock, built wheels) and envbuilder.manifest.json (written last: its presence means ready).
 
     The one place that knows where things are in an env; nothing else joins these paths."""
 
@@ -81,6 +82,14 @@ class Layout:
         return self.prefix / MANIFEST_NAME
 
     @property
+    def legacy_manifest(self) -> Path:
+        return self.prefix / LEGACY_MANIFEST_NAME
+
+    def existing_manifest(self) -> Path | None:
+        """The env's record of what was built: today's name, or the one envs built before locks have."""
+        return next((p for p in (self.manifest, self.legacy_manifest) if p.is_file()), None)
+
+    @property
     def smoke(self) -> Path:
         return self.prefix / "smoke"
 
@@ -89,8 +98,15 @@ class Layout:
         """The running child's session, kept so a killed build's compilers can be stopped."""
         return self.meta / "child.json"
 
+    def child_file(self, name: str = "") -> Path:
+        return self.child if not name else self.meta / f"child-{name}.json"
+
+    def children(self) -> list[Path]:
+        """Every running child's session file (one per concurrent command)."""
+        return sorted(self.meta.glob("child*.json"))
+
     def is_ready(self) -> bool:
-        return self.manifest.is_file()
+        return self.existing_manifest() is not None
 
     def status(self) -> str:
         """built | incomplete | - (nothing there)."""
@@ -134,15 +150,19 @@ class StepContext:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         timeout: float | None = None,
+        log: Path | None = None,
+        name: str = "",
     ) -> None:
+        """Run a command, its output into the step's log (or `log`); `name` tells concurrent
+        commands of one step apart (each is tracked, so a killed build's are all stopped)."""
         proc.run(
             [str(a) for a in argv],
-            log=self.log,
+            log=log or self.log,
             env=env or self.env(),
             cwd=cwd,
             on_line=self.on_line,
             timeout=timeout,
-            track=self.layout.child,
+            track=self.layout.child_file(name),
         )
 
     def capture(

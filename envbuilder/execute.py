@@ -170,7 +170,9 @@ def execute(plan: Plan, reporter: Reporter | None = None, runners: Mapping[str, 
     result = BuildResult(prefix=plan.prefix, manifest=layout.manifest)
     with EnvLock(layout.lock_file):
         layout.logs.mkdir(exist_ok=True)
-        reaped = proc.reap(layout.child)  # compilers a killed build left running
+        reaped = [
+            pid for track in layout.children() for pid in proc.reap(track)
+        ]  # compilers a killed build left running
         if reaped:
             reporter.step_note(f"stopped {len(reaped)} processes left by an interrupted build")
         run = _Run(plan, layout, State(layout.state_file), reporter, result, runners or {})
@@ -229,6 +231,7 @@ class _Run:
         previous = self.state.steps.get(planned.name, {}).get("outputs")
         if not self.rerun and not step.VOLATILE:
             self.layout.manifest.unlink(missing_ok=True)  # not ready until the manifest step ends
+            self.layout.legacy_manifest.unlink(missing_ok=True)
         if not recheck:
             self.rerun.add(planned.name)
         self.state.record(planned, "running", 0.0)  # replaced by the outcome; left as is by a kill -9
@@ -289,6 +292,8 @@ class _Run:
 
 def _step_failed(step: PlannedStep, exc: EnvbuilderError, log: Path) -> StepFailed:
     tail = getattr(exc, "tail", "") or ""
+    own = getattr(exc, "log", None)  # a command with a log of its own (one of concurrent builds)
+    log = own if isinstance(own, Path) and own.is_file() else log
     try:
         text = log.read_text(errors="replace")
     except OSError:

@@ -426,13 +426,13 @@ def _canary(canary: dict[str, Any]) -> None:
         out.print(f"canary run: {'[green]ok[/]' if run.get('ok') else '[red]failed[/]'} {escape(str(run))}")
 
 
-def diagnoses(findings: list[Any]) -> None:
+def diagnoses(findings: list[Any], console: Console = out) -> None:
     if not findings:
-        out.print("no known error signature found")
+        console.print("no known error signature found")
     for f in findings:
-        out.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]")
+        console.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]")
         command = f"\n  run:   {f.signature.command}" if f.signature.command else ""
-        out.print(f"  cause: {escape(f.cause)}\n  fix:   {escape(f.fix)}" + escape(command))
+        console.print(f"  cause: {escape(f.cause)}\n  fix:   {escape(f.fix)}" + escape(command))
 
 
 # --- locks (envbuilder/lock/) -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -23,6 +23,9 @@ from envbuilder.paths import default_prefix
 from envbuilder.recipe import when
 from envbuilder.recipe.model import ExtensionUse, GitSource, Recipe, TorchVariant
 from envbuilder.recipe.when import parse_specifier
+
+if TYPE_CHECKING:
+    from envbuilder.lock.model import Lock
 
 GIB_PER_BUILD_JOB = 3.0  # nvcc on a rasterizer-sized .cu peaks near 2-3 GiB
 
@@ -43,6 +46,8 @@ class Options:
     plan_only: bool = False  # `plan` may name a --cuda this machine lacks (with a warning); `build` may not
     smoke: bool = True  # run the recipe's smoke training when a GPU is present
     stub_assets: bool = False  # let the smoke run use stand-ins for missing gated assets
+    lock: Lock | None = None  # build --locked: exactly these wheels, commits and patches
+    lock_file: Path | None = None  # where the lock was read from (its relative paths start there)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +81,9 @@ class Resolved:
 
 def resolve(recipe: Recipe, host: HostFacts, options: Options) -> Resolved:
     prov: dict[str, str] = {}
+    warnings: list[str] = []
+    if options.lock is not None:
+        options = _locked_options(recipe, options, prov)
     archs = choose_archs(options, host, prov)
     toolkit, variant = choose_toolkit(recipe, archs, options, host, prov)
     torch_spec = _torch_constraint(variant, archs)
@@ -95,6 +103,8 @@ def resolve(recipe: Recipe, host: HostFacts, options: Options) -> Resolved:
     requirements = [r.text for r in chosen if not r.no_build_isolation]
     requirements += [r for e in extensions for r in e.extension.requires]
     jobs = _jobs(options, host, prov)
+    if options.lock is not None:
+        warnings += _check_lock_toolchain(options.lock, toolkit, interpreter, compiler)
     prov["prefix"] = "--prefix" if options.prefix else "default ($ENVBUILDER_HOME/envs/<recipe>)"
     return Resolved(
         recipe=recipe,
@@ -115,8 +125,58 @@ def resolve(recipe: Recipe, host: HostFacts, options: Options) -> Resolved:
         facts=facts,
         gpus=tuple(g.name for g in host.gpus),
         provenance=prov,
-        warnings=tuple(_warnings(recipe, toolkit, host)),
+        warnings=tuple(warnings + _warnings(recipe, toolkit, host)),
     )
+
+
+def _locked_options(recipe: Recipe, options: Options, prov: dict[str, str]) -> Options:
+    """build --locked: the lock decides arch, CUDA and Python unless an option says otherwise,
+    and it must be a lock of this recipe as it is now (else its commits and patches are not)."""
+    import dataclasses
+
+    assert options.lock is not None
+    part = options.lock.envbuilder
+    where = options.lock_file or "the lock"
+    if part is None:
+        raise InputError(
+            f"{where} has no [tool.envbuilder] part: it is not a lock envbuilder made", hint="envbuilder lock RECIPE"
+        )
+    if part.recipe and part.recipe != recipe.name:
+        raise InputError(f"{where} is a lock of recipe {part.recipe}, not {recipe.name}")
+    if part.recipe_sha256 and part.recipe_sha256 != recipe.sha256:
+        raise InputError(
+            f"recipe {recipe.name} changed since {where} was made (sha256 {part.recipe_sha256[:12]} then, {recipe.sha256[:12]} now)",
+            hint=f"lock it again (envbuilder lock {recipe.name} --output {where}) and review the diff, or build from the recipe as it was",
+        )
+    locked_archs = ";".join(part.archs) or None
+    if locked_archs and options.arch and compat.parse_arch_list(options.arch) != compat.parse_arch_list(locked_archs):
+        raise InputError(
+            f"--arch {options.arch} differs from the lock's archs {locked_archs}",
+            hint="drop --arch, or lock again for it",
+        )
+    if locked_archs and not options.arch:
+        prov["arch"] = "the lock"
+    toolchain, target = part.toolchain, part.target
+    python = (toolchain.python if toolchain else None) or (target.python if target else None)
+    return dataclasses.replace(
+        options,
+        arch=options.arch or locked_archs,
+        python=options.python or python,
+        cuda=options.cuda or (toolchain.cuda if toolchain else None),
+    )
+
+
+def _check_lock_toolchain(lock: Lock, toolkit: Toolkit, interpreter: Interpreter, compiler: Compiler) -> list[str]:
+    """CUDA and Python must be the lock's (exit 2, before anything is written). A gcc of another
+    major is only a warning: it matters only to extensions that must compile here, whose keys then
+    differ from the lock's (prebuilt wheels named by the lock's keys are still used)."""
+    from envbuilder.lock.expect import toolchain_problems
+
+    problems = toolchain_problems(lock, cuda=toolkit.version, python=interpreter.version)
+    if problems:
+        raise problems[0]
+    gcc = toolchain_problems(lock, gcc=compiler.version)
+    return [f"{gcc[0].message}: extensions compiled here get keys other than the lock's"] if gcc else []
 
 
 def _check_git(recipe: Recipe, host: HostFacts) -> None:

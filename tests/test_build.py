@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.build, pytest.mark.compile]
 
 
 def manifest(prefix: Path) -> dict:
-    return json.loads((prefix / "envbuilder.lock.json").read_text())
+    return json.loads((prefix / "envbuilder.manifest.json").read_text())
 
 
 def installed_so(prefix: Path) -> Path:

@@ -100,7 +100,7 @@ def test_failure_is_recorded_and_resumed(tmp_path):
     err = info.value
     assert err.step == "extensions" and err.log.name == "06-extensions.log"
     assert [d["id"] for d in err.diagnoses] == ["flt-max-undefined"]
-    assert not (tmp_path / "env/envbuilder.lock.json").exists()
+    assert not (tmp_path / "env/envbuilder.manifest.json").exists()
     state = json.loads((tmp_path / "env/.envbuilder/state.json").read_text())
     assert state["steps"]["extensions"]["status"] == "failed"
     rec.calls.clear()

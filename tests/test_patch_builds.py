@@ -33,14 +33,14 @@ def diagnoses(result: subprocess.CompletedProcess[str]) -> set[str]:
 
 
 def canary_torch_standard(canary_env: Path) -> str:
-    torch_file = json.loads((canary_env / "envbuilder.lock.json").read_text())["torch"]["file"]
+    torch_file = json.loads((canary_env / "envbuilder.manifest.json").read_text())["torch"]["file"]
     return patching.torch_cxx_standard(Path(torch_file).parent) or "?"
 
 
 def test_patched_fixtures_build_and_import(canary_env, tmp_path):
     result = build("fixture-exts", canary_env, tmp_path / "env")
     assert result.returncode == 0, result.stderr
-    m = json.loads((tmp_path / "env/envbuilder.lock.json").read_text())
+    m = json.loads((tmp_path / "env/envbuilder.manifest.json").read_text())
     status = {p["patch"]: p["status"] for p in m["patches"]}
     assert status == {"cxx-standard": "applied", "cfloat": "applied", "cstdint": "applied"}
     standard = canary_torch_standard(canary_env)
@@ -60,7 +60,7 @@ def test_unpatched_cxx14_fails_with_the_cxx_diagnosis(canary_env, tmp_path):
     assert result.returncode == 1
     expected = {"c++17": "cxx17-required", "c++20": "cxx20-required"}[canary_torch_standard(canary_env)]
     assert expected in diagnoses(result)
-    assert not (tmp_path / "env/envbuilder.lock.json").exists()
+    assert not (tmp_path / "env/envbuilder.manifest.json").exists()
 
 
 def test_unpatched_cfloat_fails_with_the_flt_max_diagnosis(canary_env, tmp_path):

@@ -42,7 +42,7 @@ def timed_build(args: list[str], env: dict[str, str]) -> float:
 
 
 def assert_verified(prefix: Path) -> None:
-    m = json.loads((prefix / "envbuilder.lock.json").read_text())
+    m = json.loads((prefix / "envbuilder.manifest.json").read_text())
     assert m["verify"]["imports"]["envbuilder_canary"]["ok"]
     (so,) = m["extensions"][0]["so_files"]
     assert fatbin.inspect_file(Path(m["venv"]["platlib"]) / so).sass == ["sm_120"]
@@ -58,7 +58,7 @@ def test_kill_9_at_random_points_then_resume(canary_env, tmp_path):
     args = build_args(canary_env, prefix)
     shutil.copytree(canary_env.parent.parent / "cache", cache)  # holds the canary's compiled wheel
     warm = timed_build(args, env)
-    compiled = json.loads((canary_env / "envbuilder.lock.json").read_text())["extensions"][0]["build_seconds"]
+    compiled = json.loads((canary_env / "envbuilder.manifest.json").read_text())["extensions"][0]["build_seconds"]
     cold = warm + compiled
     killed_in = []
     for round_ in range(ROUNDS):

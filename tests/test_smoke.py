@@ -203,7 +203,7 @@ def test_smoke_cli_refuses_an_unbuilt_env_and_a_host_without_gpu(tmp_path):
     _, prefix = fake_env(tmp_path)
     result = run_cli("smoke", "smoke-fixture", "--recipes", str(tmp_path), "--prefix", str(prefix))
     assert result.returncode == 2 and "no finished env" in result.stderr
-    (prefix / "envbuilder.lock.json").write_text("{}")
+    (prefix / "envbuilder.manifest.json").write_text("{}")
     result = run_cli("smoke", "smoke-fixture", "--recipes", str(tmp_path), "--prefix", str(prefix), "--json")
     if result.returncode == 2:
         assert "no GPU to run the smoke training on" in result.stderr

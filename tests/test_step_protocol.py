@@ -17,6 +17,7 @@ import inspect
 import types
 import typing
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from packaging.version import Version
 
 from envbuilder.context import StepContext
 from envbuilder.host import Gpu
+from envbuilder.lock.model import Artifact, EnvbuilderPart, Lock, LockedPackage, Toolchain
 from envbuilder.plan import Options, make_plan
 from envbuilder.recipe.catalog import Catalog
 from envbuilder.recipe.model import Asset, Extension, Patch, PatchUse, Recipe
@@ -34,10 +36,12 @@ from envbuilder.steps import NAMES, STEPS, Deps, builds_on, key_of
 from envbuilder.steps.extensions import Build
 from envbuilder.steps.patches import PatchSet
 from envbuilder.steps.sources import Repo
+from envbuilder.steps.wheels import Locked
 
 from helpers import host
 
 CONTENT_ADDRESSED = (Recipe, Extension, Patch)
+LOCKED = LockedPackage("pkg", "1.0", Artifact("wheel", "pkg-1.0-py3-none-any.whl", "0" * 64, 10, url="https://x/p.whl"))
 H100 = Gpu(0, "NVIDIA H100", "9.0", "580.0", 81559)
 CATALOG = Catalog.default()
 RECIPES = sorted(CATALOG.recipe_files())
@@ -100,6 +104,10 @@ def plans() -> Iterator[Any]:
         recipe = CATALOG.recipe(name)
         yield make_plan(recipe, host(gpus=(H100,)), Options(arch="9.0;12.0"))
         yield make_plan(recipe, host(), Options(arch="12.0", mirror=Path("/mirror"), smoke=False, stub_assets=True))
+    canary = CATALOG.recipe("canary")
+    part = EnvbuilderPart(recipe="canary", recipe_sha256=canary.sha256, archs=("12.0",), toolchain=Toolchain(cuda="13.0"))
+    lock = Lock((LOCKED,), envbuilder=part)
+    yield make_plan(canary, host(), Options(lock=lock, lock_file=Path("/locks/pylock.canary.toml")))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -168,6 +176,8 @@ def _changed(value: Any, hint: Any) -> Any:
         return Version(f"{value}.9")
     if isinstance(value, Path):
         return value / "x"
+    if isinstance(value, datetime):
+        return value + timedelta(seconds=1)
     if isinstance(value, Condition):
         return parse_condition({"cuda": ">=99"}) if str(value) != "cuda >=99" else parse_condition({"gcc": "<1"})
     if isinstance(value, SpecifierSet):
@@ -202,6 +212,10 @@ def sample(hint: Any) -> Any:
         Build: Build("x", ".", CATALOG.extension("canary")),
         Recipe: CATALOG.recipe("canary"),
         Asset: Asset(name="x", path="x", kind="file", gated=False, source="x"),
+        Locked: Locked((LOCKED,), ("chumpy",), "/x/pylock.x.toml"),
+        LockedPackage: LOCKED,
+        Artifact: LOCKED.artifact,
+        datetime: datetime(2026, 1, 1, tzinfo=timezone.utc),
     }
     if hint in samples:
         return samples[hint]

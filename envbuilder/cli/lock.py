@@ -12,7 +12,10 @@ from envbuilder.cli.options import add_json_option, add_recipes_option, make_pla
 from envbuilder.errors import EXIT_FAILED, EXIT_OK, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from envbuilder.lock.model import Lock
+    from envbuilder.plan import Plan
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,6 +107,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         locked = read_lock(args.check)
         fresh = resolve(request, tools=tools, indexes=indexes, part=part, on_note=notes)
         fresh = replace(fresh, envbuilder=with_locked_torch(fresh.envbuilder or part, fresh, request.torch_names()))
+        fresh = _with_sources(plan, fresh, notes)
         changes = diff_locks(locked, fresh)
         if args.json:
             report.print_json({"ok": not changes, "lock": str(args.check), "changes": [c.to_json() for c in changes]})
@@ -123,9 +127,25 @@ def cmd_lock(args: argparse.Namespace) -> int:
         request, tools=tools, indexes=indexes, previous=previous, upgrade=args.upgrade_package, part=part, on_note=notes
     )
     lock = replace(lock, envbuilder=with_locked_torch(lock.envbuilder or part, lock, request.torch_names()))
+    lock = _with_sources(plan, lock, notes)
     changes = diff_locks(previous, lock) if previous else []
     path = write_lock(lock, output)
     return _done(args, path, lock, [c.line() for c in changes], site_config=indexes.site_config)
+
+
+def _with_sources(plan: Plan, lock: Lock, notes: Callable[[str], None] | None) -> Lock:
+    """Commits as checked out and extension keys (sources and patches run, nothing compiles);
+    left out, with a warning, where this host lacks the lock's CUDA toolkit."""
+    from envbuilder import report
+    from envbuilder.lock.sources import source_facts, with_source_facts
+
+    if "not installed" in plan.toolkit.found_by:
+        report.warn(
+            f"CUDA {plan.toolkit.release} is not installed here: the lock records the planned source commit, "
+            "but no submodule commits and no extension keys (lock on a host with that toolkit for those)"
+        )
+        return lock
+    return with_source_facts(lock, source_facts(plan, lock, on_note=notes))
 
 
 def _done(args: argparse.Namespace, path: Path, lock: Lock, changes: list[str], *, site_config: bool = False) -> int:

@@ -12,6 +12,7 @@ from envbuilder.errors import EnvbuilderError, InputError
 
 if TYPE_CHECKING:
     from envbuilder.host import HostFacts
+    from envbuilder.lock.model import Lock
     from envbuilder.plan import Plan
     from envbuilder.recipe.catalog import Catalog
 
@@ -53,6 +54,13 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
         choices=("auto", "uv", "pip"),
         default="auto",
         help="venv/installer backend (default: uv if on PATH)",
+    )
+    p.add_argument(
+        "--locked",
+        type=Path,
+        metavar="FILE",
+        help="build exactly what the lock FILE names (pylock.<recipe>.toml from `envbuilder lock`): its wheels, "
+        "checked byte for byte, its commits and patches",
     )
     p.add_argument("--no-smoke", action="store_true", help="do not run the smoke training even with a GPU")
     p.add_argument(
@@ -99,8 +107,21 @@ def make_plan(args: argparse.Namespace, *, plan_only: bool = False) -> tuple[Pla
         plan_only=plan_only,
         smoke=not args.no_smoke,
         stub_assets=args.stub_assets,
+        lock=_read_lock(args),
+        lock_file=args.locked.absolute() if getattr(args, "locked", None) else None,
     )
     return plan_for(recipe, host, options), host
+
+
+def _read_lock(args: argparse.Namespace) -> Lock | None:
+    locked: Path | None = getattr(args, "locked", None)
+    if locked is None:
+        return None
+    from envbuilder.lock.tomlfile import read_lock
+
+    if not locked.is_file():
+        raise InputError(f"--locked {locked}: no such file", hint="make one with `envbuilder lock RECIPE`")
+    return read_lock(locked)
 
 
 def _with_interpreter(host: HostFacts, exe: Path) -> HostFacts:

@@ -23,6 +23,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from envbuilder.context import Layout
 from envbuilder.lock.download import DownloadCache
 from envbuilder.lock.errors import FreezeError, LockFileError
 from envbuilder.lock.indexes import index_of
@@ -32,7 +33,6 @@ from envbuilder.lock.record import part_from_manifest
 from envbuilder.lock.tomlfile import read_lock, write_lock
 
 INSTALLED_LOCK = Path(".envbuilder") / "pylock.installed.toml"
-MANIFEST_NAMES = ("envbuilder.manifest.json", "envbuilder.lock.json")  # new name first, old envs keep the old
 SEEDS = {"pip", "setuptools", "wheel"}  # what `python -m venv` may put in an env by itself
 
 
@@ -42,20 +42,20 @@ def record_installed(lock: Lock, prefix: Path) -> Path:
 
 
 def read_manifest(prefix: Path) -> dict[str, Any]:
-    for name in MANIFEST_NAMES:
-        path = prefix / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise FreezeError(f"{path}: not readable JSON ({exc})") from None
-            if not isinstance(data, dict):
-                raise FreezeError(f"{path}: not an envbuilder manifest")
-            return data
-    raise FreezeError(
-        f"{prefix} has no manifest ({' or '.join(MANIFEST_NAMES)}): it is not an env envbuilder finished building",
-        hint="build it first (`envbuilder build RECIPE --prefix ...`), or lock the recipe instead",
-    )
+    layout = Layout(prefix)
+    path = layout.existing_manifest()  # today's name, or envbuilder.lock.json of envs built before locks
+    if path is None:
+        raise FreezeError(
+            f"{prefix} has no {layout.manifest.name}: it is not an env envbuilder finished building",
+            hint="build it first (`envbuilder build RECIPE --prefix ...`), or lock the recipe instead",
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FreezeError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FreezeError(f"{path}: not an envbuilder manifest")
+    return data
 
 
 def freeze_env(prefix: Path, *, python: Path | None = None) -> Lock:

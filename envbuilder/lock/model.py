@@ -12,7 +12,8 @@ from an index page: the PyTorch index has served wrong and missing hashes, resea
     envbuilder = "0.4.0"                        # the version that wrote the lock
     recipe = {name, variant, sha256}            # variant: the torch variant tag (cu130)
     target = {python = "3.12", platform = "x86_64-manylinux_2_28"}   # CPython
-    toolchain = {cuda = "13.0", gcc-major = 12, python = "3.12"}
+    toolchain = {cuda = "13.0", gcc-major = 12, python = "3.12",  # what a host must meet
+                 nvcc = "13.0.88", gcc = "12.2.0", abi = "cp312"}  # what the extension keys were computed with
     archs = ["12.0"]
     torch = {version, cuda, variant, index, packages = {torchvision = "0.29.1"}}  # what the lock expects
     no-build-isolation = ["chumpy"]             # sdists the installer builds against the env
@@ -336,6 +337,10 @@ class Toolchain:
     cuda: str | None = None  # "13.0"
     gcc_major: int | None = None
     python: str | None = None
+    # the exact toolchain the extension keys were computed with (a key includes them)
+    nvcc: str | None = None  # "13.0.88"
+    gcc: str | None = None  # "12.2.0"
+    abi: str | None = None  # "cp312"
 
 
 @dataclass(frozen=True)
@@ -385,7 +390,14 @@ class EnvbuilderPart:
             data["target"] = {"python": self.target.python, "platform": self.target.platform}
         if self.toolchain:
             data["toolchain"] = _drop_none(
-                {"cuda": self.toolchain.cuda, "gcc-major": self.toolchain.gcc_major, "python": self.toolchain.python}
+                {
+                    "cuda": self.toolchain.cuda,
+                    "gcc-major": self.toolchain.gcc_major,
+                    "python": self.toolchain.python,
+                    "nvcc": self.toolchain.nvcc,
+                    "gcc": self.toolchain.gcc,
+                    "abi": self.toolchain.abi,
+                }
             )
         data["archs"] = list(self.archs)
         if self.torch:
@@ -439,7 +451,14 @@ class EnvbuilderPart:
             variant=recipe.string("variant") if recipe else None,
             recipe_sha256=recipe.string("sha256", pattern=SHA256) if recipe else None,
             target=_target(target) if target else None,
-            toolchain=Toolchain(toolchain.string("cuda"), toolchain.integer("gcc-major"), toolchain.string("python"))
+            toolchain=Toolchain(
+                toolchain.string("cuda"),
+                toolchain.integer("gcc-major"),
+                toolchain.string("python"),
+                nvcc=toolchain.string("nvcc"),
+                gcc=toolchain.string("gcc"),
+                abi=toolchain.string("abi"),
+            )
             if toolchain
             else None,
             archs=f.strings("archs"),

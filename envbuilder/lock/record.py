@@ -79,7 +79,7 @@ def with_locked_torch(part: EnvbuilderPart, lock: Lock, torch_names: Sequence[st
 
 
 def part_from_manifest(manifest: Mapping[str, Any]) -> EnvbuilderPart:
-    """From an env's manifest (envbuilder.lock.json, written by the manifest step)."""
+    """From an env's manifest (envbuilder.manifest.json, written by the manifest step)."""
     recipe = manifest.get("recipe") or {}
     toolchain = manifest.get("toolchain") or {}
     torch = manifest.get("torch") or {}
@@ -97,6 +97,9 @@ def part_from_manifest(manifest: Mapping[str, Any]) -> EnvbuilderPart:
             cuda=_major_minor(toolchain.get("nvcc")),
             gcc_major=_major(toolchain.get("gcc")),
             python=_major_minor((toolchain.get("python") or {}).get("version")),
+            nvcc=toolchain.get("nvcc"),
+            gcc=toolchain.get("gcc"),
+            abi=(toolchain.get("python") or {}).get("abi"),
         ),
         archs=tuple(str(a) for a in manifest.get("archs", [])),
         torch=TorchExpectation(version=str(torch["version"]), cuda=torch.get("cuda")) if torch.get("version") else None,

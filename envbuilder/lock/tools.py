@@ -19,16 +19,12 @@ from pathlib import Path
 from packaging.version import Version
 
 from envbuilder import proc
-from envbuilder.errors import CommandFailed, EnvbuilderError
+from envbuilder.errors import CommandFailed, EnvbuilderError, ToolsUnavailable
 from envbuilder.paths import cache_dir
 
 PIP_MIN = Version("26.1")  # `pip install -r pylock.toml` (experimental in 26.1)
 UV_MIN = Version("0.12")  # pylock `size` checked, empty `packages` refused (uv 0.12.0)
 REQUIREMENTS = [f"pip>={PIP_MIN}", f"uv>={UV_MIN}"]
-
-
-class ToolsUnavailable(EnvbuilderError):
-    """envbuilder's own pip/uv could not be installed (no registry reachable, too old)."""
 
 
 @dataclass(frozen=True)

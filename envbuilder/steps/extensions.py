@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from envbuilder.compile import Schedule, run_all, schedule, with_threads
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import EnvbuilderError, InputError
 from envbuilder.host.compat import parse_arch_list
@@ -27,6 +28,8 @@ from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
 if TYPE_CHECKING:
+    from envbuilder.cache import WheelCache
+    from envbuilder.host.compat import Arch
     from envbuilder.installer import Installer
 
 NAME = "extensions"
@@ -54,14 +57,27 @@ class Build:
 class Inputs:
     extensions: tuple[Build, ...]
     build_env: dict[str, str]  # CUDA_HOME, TORCH_CUDA_ARCH_LIST, MAX_JOBS, compiler, the recipe's env
+    # build --locked: the lock's content keys, and the toolchain they were computed with; a wheel
+    # built elsewhere under that key (a bundle, a shared cache) is used when only the toolchain differs
+    locked: tuple[tuple[str, str], ...] = ()
+    locked_toolchain: tuple[tuple[str, str], ...] = ()  # nvcc, gcc, abi
 
     def key(self) -> Data:
-        return {"extensions": [b.key() for b in self.extensions], "build_env": self.build_env}
+        data: Data = {"extensions": [b.key() for b in self.extensions], "build_env": self.build_env}
+        if self.locked or self.locked_toolchain:
+            data["locked"] = {"keys": dict(self.locked), "toolchain": dict(self.locked_toolchain)}
+        return data
+
+    @property
+    def schedule(self) -> Schedule:
+        """How the extensions compile (see envbuilder/compile.py); decided by the plan's numbers."""
+        archs = len(parse_arch_list(self.build_env["TORCH_CUDA_ARCH_LIST"]))
+        return schedule(int(self.build_env["MAX_JOBS"]), len(self.extensions), archs)
 
 
 class Outputs(TypedDict):
     # per extension: name, import, wheel, wheel_sha256, so_files, build_seconds, cache_key, cache
-    # (hit | cached | already cached | not cached: why)
+    # (hit | cached | already cached | not cached: why), locked_key when the build was locked
     extensions: list[dict[str, Any]]
     cpath: list[str]
     build_env: dict[str, str]
@@ -69,8 +85,33 @@ class Outputs(TypedDict):
 
 def inputs(r: Resolved) -> tuple[str, Inputs]:
     names = ", ".join(e.name for e in r.extensions) or "nothing"
-    summary = f"build {names} for {r.torch_cuda_arch_list} with {r.jobs} jobs"
-    return summary, Inputs(tuple(Build(e.name, e.path, e.extension) for e in r.extensions), r.build_env)
+    given = Inputs(tuple(Build(e.name, e.path, e.extension) for e in r.extensions), r.build_env, *_locked(r))
+    how = given.schedule
+    plan = f" ({how.describe(len(r.extensions))})" if how.concurrent > 1 or how.nvcc_threads > 1 else ""
+    return f"build {names} for {r.torch_cuda_arch_list} with {r.jobs} jobs{plan}", given
+
+
+def _locked(r: Resolved) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    part = r.options.lock.envbuilder if r.options.lock else None
+    if part is None:
+        return (), ()
+    tools = part.toolchain
+    facts = {"nvcc": tools.nvcc, "gcc": tools.gcc, "abi": tools.abi} if tools else {}
+    return tuple((e.name, e.key) for e in part.extensions), tuple((k, v) for k, v in facts.items() if v)
+
+
+@dataclass
+class _Job:
+    build: Build
+    source: Path
+    env: dict[str, str]
+    key: str  # the key this build would store its wheel under
+    key_data: Data
+    locked_key: str | None  # the lock's, when this build matches it
+    log: Path
+    wheel: Path | None = None
+    cache: str = ""
+    seconds: float = 0.0
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
@@ -88,54 +129,111 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
         )
     archs = parse_arch_list(inputs.build_env["TORCH_CUDA_ARCH_LIST"])
     store = cache.WheelCache(cache_dir() / "wheels")
-    built = []
-    for b in inputs.extensions:
-        source = extension_dir(deps["sources"], b.name, b.path)
-        if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
-            raise InputError(f"extension {b.name}: no setup.py or pyproject.toml in {source}")
-        shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
-        build_env = {**env, **dict(b.extension.build_env)}
-        relevant = _relevant_env(build_env, inputs.build_env, ctx.layout.prefix)
-        key_data = key_inputs(b.name, b.extension.sha256, source, deps["toolchain"], deps["wheels"]["torch"], relevant)
-        key = cache.wheel_key(key_data)
-        started = time.monotonic()
+    jobs = [_job(ctx, inputs, deps, b, env) for b in inputs.extensions]
+    for job in jobs:
+        _from_cache(ctx, store, job, archs)
+    todo = [job for job in jobs if job.wheel is None]
+    how = schedule(int(inputs.build_env["MAX_JOBS"]), len(todo), len(archs))
+    if todo:
+        ctx.note(
+            f"compiling {', '.join(j.build.name for j in todo)} for {env['TORCH_CUDA_ARCH_LIST']}: {how.describe(len(todo))}"
+        )
+    run_all(todo, lambda job: _compile(ctx, tool, store, job, how, archs), how.concurrent)
+    built = [_install(ctx, tool, job) for job in jobs]
+    return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
+
+
+def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, str]) -> _Job:
+    from envbuilder import cache
+
+    source = extension_dir(deps["sources"], b.name, b.path)
+    if not ((source / "setup.py").is_file() or (source / "pyproject.toml").is_file()):
+        raise InputError(f"extension {b.name}: no setup.py or pyproject.toml in {source}")
+    shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
+    build_env = {**env, **dict(b.extension.build_env)}
+    torch, prefix = deps["wheels"]["torch"], ctx.layout.prefix
+    key_data = content_key_inputs(b, source, build_env, inputs.build_env, deps["toolchain"], torch, prefix)
+    key = cache.wheel_key(key_data)
+    locked = dict(inputs.locked).get(b.name)
+    matches = None
+    if locked:
+        facts = dict(inputs.locked_toolchain)
+        own = deps["toolchain"]
+        as_locked = {**own, "nvcc": facts.get("nvcc", own["nvcc"]), "gcc": facts.get("gcc", own["gcc"])}
+        as_locked["python"] = {**own["python"], "abi": facts.get("abi", own["python"]["abi"])}
+        again = cache.wheel_key(content_key_inputs(b, source, build_env, inputs.build_env, as_locked, torch, prefix))
+        matches = locked if again == locked else None
+        if matches is None:
+            ctx.note(
+                f"warning: {b.name}: its sources, patches, torch or build settings differ from the lock's (key {again[:12]} here, {locked[:12]} locked)"
+            )
+        elif locked != key:
+            ctx.note(
+                f"{b.name}: the lock's key {locked[:12]} names a build with another toolchain; this host's is {key[:12]}"
+            )
+    log = ctx.log.with_name(f"{ctx.log.stem}.{b.name}.log")
+    return _Job(b, source, build_env, key, key_data, matches, log)
+
+
+def _from_cache(ctx: StepContext, store: WheelCache, job: _Job, archs: tuple[Arch, ...]) -> None:
+    """The lock's wheel first (built where the lock was made), then this host's."""
+    for key in dict.fromkeys(k for k in (job.locked_key, job.key) if k):
         cached, why = store.lookup(key, archs)
         if cached is not None:
-            wheel = ctx.layout.wheels / cached.name
-            shutil.copyfile(cached, wheel)
-            cache_status = "hit"
-            ctx.note(f"{b.name}: cached wheel {cached.name} (key {key[:12]}), no compile")
-        else:
-            if why != "not cached":
-                ctx.note(f"{b.name}: {why}")
-            ctx.note(f"compiling {b.name} for {env['TORCH_CUDA_ARCH_LIST']} ({env['MAX_JOBS']} jobs)")
-            wheel = _build(ctx, tool, b.name, source, build_env)
-            cache_status = store.store(key, wheel, key_data, archs)
-            if cache_status not in ("cached", "already cached"):
-                ctx.note(f"warning: {b.name}: {cache_status}")
-        seconds = round(time.monotonic() - started, 1)
-        tool.install([str(wheel)], options=["--no-deps", "--force-reinstall"])
-        with zipfile.ZipFile(wheel) as zf:
-            so_files = sorted(n for n in zf.namelist() if n.endswith(".so") or ".so." in n)
-        built.append(
-            {
-                "name": b.name,
-                "import": b.extension.import_name,
-                "wheel": str(wheel),
-                "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                "so_files": so_files,
-                "build_seconds": seconds,
-                "cache_key": key,
-                "cache": cache_status,
-            }
-        )
-        if cache_status != "hit":
-            ctx.note(f"built {wheel.name} in {seconds:.0f} s")
-    return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
+            job.wheel = ctx.layout.wheels / cached.name
+            shutil.copyfile(cached, job.wheel)
+            job.cache, job.key = "hit", key
+            ctx.note(f"{job.build.name}: cached wheel {cached.name} (key {key[:12]}), no compile")
+            return
+        if why != "not cached":
+            ctx.note(f"{job.build.name}: {why}")
+
+
+def _compile(
+    ctx: StepContext, tool: Installer, store: WheelCache, job: _Job, how: Schedule, archs: tuple[Arch, ...]
+) -> None:
+    started = time.monotonic()
+    env = with_threads({**job.env, "MAX_JOBS": str(how.jobs_each)}, how.nvcc_threads)
+    if how.concurrent > 1:
+        ctx.note(f"{job.build.name}: log {job.log}")
+    job.wheel = _build(ctx, tool, job.build.name, job.source, env, job.log if how.concurrent > 1 else None)
+    job.cache = store.store(job.key, job.wheel, job.key_data, archs)
+    if job.cache not in ("cached", "already cached"):
+        ctx.note(f"warning: {job.build.name}: {job.cache}")
+    job.seconds = round(time.monotonic() - started, 1)
+    ctx.note(f"built {job.wheel.name} in {job.seconds:.0f} s")
+
+
+def _install(ctx: StepContext, tool: Installer, job: _Job) -> dict[str, Any]:
+    assert job.wheel is not None
+    tool.install([str(job.wheel)], options=["--no-deps", "--force-reinstall"])
+    with zipfile.ZipFile(job.wheel) as zf:
+        so_files = sorted(n for n in zf.namelist() if n.endswith(".so") or ".so." in n)
+    return {
+        "name": job.build.name,
+        "import": job.build.extension.import_name,
+        "wheel": str(job.wheel),
+        "wheel_sha256": hashlib.sha256(job.wheel.read_bytes()).hexdigest(),
+        "so_files": so_files,
+        "build_seconds": job.seconds,
+        "cache_key": job.key,
+        "cache": job.cache,
+        **({"locked_key": job.locked_key} if job.locked_key else {}),
+    }
 
 
 def still_valid(layout: Layout, outputs: Outputs) -> bool:
     return all(Path(e["wheel"]).is_file() for e in outputs.get("extensions", []))
+
+
+def content_key_inputs(
+    build: Build, source: Path, env: dict[str, str], planned: dict[str, str], toolchain: Data, torch: Data, prefix: Path
+) -> Data:
+    """What a built extension's content key hashes, from the env its build sees (env), the
+    planned build variables, the toolchain and torch facts, and the patched tree at source.
+    `envbuilder lock` calls it too: a lock records the key before anything compiles."""
+    relevant = _relevant_env(env, planned, prefix)
+    return key_inputs(build.name, build.extension.sha256, source, toolchain, torch, relevant)
 
 
 def key_inputs(
@@ -180,9 +278,9 @@ def _relevant_env(env: dict[str, str], planned: dict[str, str], prefix: Path) ->
     return {k: v.replace(str(prefix), "<prefix>") for k, v in env.items() if k in wanted}
 
 
-def _build(ctx: StepContext, tool: Installer, name: str, source: Path, env: dict[str, str]) -> Path:
+def _build(ctx: StepContext, tool: Installer, name: str, source: Path, env: dict[str, str], log: Path | None) -> Path:
     with tempfile.TemporaryDirectory(prefix=f"envbuilder-{name}-") as out, ArchFreePath(source) as build_from:
-        tool.build_wheel(build_from, Path(out), env)
+        tool.build_wheel(build_from, Path(out), env, log=log, name=name if log else "")
         wheels = sorted(Path(out).glob("*.whl"))
         if len(wheels) != 1:
             raise EnvbuilderError(f"extension {name}: expected one wheel, the build made {len(wheels)}")

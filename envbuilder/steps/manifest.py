@@ -1,4 +1,4 @@
-"""manifest: envbuilder.lock.json, written last and atomically. Its presence means the env is
+"""manifest: envbuilder.manifest.json, written last and atomically. Its presence means the env is
 complete; it records what was built, from what, and how (the lock, pylock.<recipe>.toml, is
 made from it and from the plan: see envbuilder/lock/)."""
 
@@ -88,6 +88,7 @@ def build_manifest(ctx: StepContext, inputs: Inputs, deps: Deps) -> Data:
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     target = ctx.layout.manifest
     write_json(target, build_manifest(ctx, inputs, deps))
+    ctx.layout.legacy_manifest.unlink(missing_ok=True)  # one record per env
     ctx.note(f"wrote {target}")
     return Outputs(path=str(target))
 
@@ -99,12 +100,13 @@ def still_valid(layout: Layout, outputs: Outputs) -> bool:
 def record_assets(layout: Layout, registry: Registry) -> bool:
     """After `assets install/fetch`: the env's manifest lists its assets (sha256 and how far each
     is trusted). False when there is no finished env to record them in."""
-    if not layout.manifest.is_file():
+    manifest = layout.existing_manifest()
+    if manifest is None:
         return False
-    data = read(layout.manifest)
+    data = read(manifest)
     data["assets_installed"] = registry.installed
     data["assets_stubs"] = registry.stubs
-    write_json(layout.manifest, data)
+    write_json(manifest, data)
     return True
 
 

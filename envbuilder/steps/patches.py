@@ -102,10 +102,11 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     for s in inputs.sets:
         root = extension_dir(deps["sources"], s.tree or "", s.root)
         rel = root.relative_to(ctx.layout.src).as_posix()
+        sha256 = {u.name: u.patch.sha256 for u in s.uses}
         for o in patching.apply(root, s.uses, context):
             changed = "".join(f" {c.path}" for c in o.changes)
             ctx.note(f"{rel}: {o.patch}: {o.status}" + (f" ({o.reason})" if o.reason else "") + changed)
-            results.append({"root": rel, **o.to_json()})
+            results.append({"root": rel, **o.to_json(), "sha256": sha256[o.patch]})
     if not results:
         ctx.note("no patches in this recipe")
     return Outputs(patches=results, cxx_standard=context.cxx_standard)

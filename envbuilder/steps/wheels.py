@@ -5,8 +5,9 @@ Then torch is checked: a CUDA build, with the CUDA major nvcc has."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from dataclasses import astuple, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -14,8 +15,12 @@ from packaging.version import Version
 from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import CompatError
 from envbuilder.host import compat
+from envbuilder.lock.model import EnvbuilderPart, Lock, LockedPackage
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
+
+if TYPE_CHECKING:
+    from envbuilder.lock.tools import Tools
 
 NAME = "wheels"
 DEPENDS: tuple[str, ...] = ("venv",)
@@ -31,6 +36,25 @@ print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "fil
 
 
 @dataclass(frozen=True)
+class Locked:
+    """build --locked: exactly these files (each with its sha256 and size)."""
+
+    packages: tuple[LockedPackage, ...]
+    no_build_isolation: tuple[str, ...]  # sdists the installer builds against the env (chumpy)
+    source: str  # the lock file, for messages and relative paths
+
+    def key(self) -> Data:
+        return {
+            "packages": [[p.name, p.version, p.index, *astuple(p.artifact)] for p in self.packages],
+            "no_build_isolation": list(self.no_build_isolation),
+            "source": self.source,
+        }
+
+    def as_lock(self) -> Lock:
+        return Lock(self.packages, envbuilder=EnvbuilderPart(no_build_isolation=self.no_build_isolation))
+
+
+@dataclass(frozen=True)
 class Inputs:
     torch: tuple[str, ...]  # the torch family's requirements
     index: str | None  # the torch index (None: PyPI)
@@ -38,9 +62,10 @@ class Inputs:
     no_build_isolation: tuple[str, ...]  # old sdists whose setup.py imports pip or numpy (chumpy)
     build_requires: tuple[str, ...]  # what the extensions' builds import
     cuda_major: int
+    lock: Locked | None = None  # --locked: these files, not a resolution
 
     def key(self) -> Data:
-        return {
+        data: Data = {
             "torch": list(self.torch),
             "index": self.index,
             "requirements": list(self.requirements),
@@ -48,6 +73,9 @@ class Inputs:
             "build_requires": list(self.build_requires),
             "cuda_major": self.cuda_major,
         }
+        if self.lock is not None:
+            data["lock"] = self.lock.key()
+        return data
 
 
 class Torch(TypedDict):
@@ -60,16 +88,21 @@ class Torch(TypedDict):
 class Outputs(TypedDict):
     torch: Torch
     packages: dict[str, str]  # name -> version of everything the env can import
+    installed: str | None  # the env's record of the files it was given (pylock.installed.toml)
 
 
 def inputs(r: Resolved) -> tuple[str, Inputs]:
     build_requires = tuple(sorted({b for e in r.extensions for b in e.extension.build_requires}))
-    summary = (
-        f"{' '.join(r.torch_requirements)} ({r.torch.tag}, {r.torch.index or 'PyPI'})"
-        + (f" + {len(r.requirements)} requirements" if r.requirements else "")
-        + (f" + build tools {', '.join(build_requires)}" if build_requires else "")
-    )
-    return summary, Inputs(
+    locked = _locked(r)
+    if locked is not None:
+        summary = f"{len(locked.packages)} locked wheels from {locked.source} ({r.torch.tag}), every file checked"
+    else:
+        summary = (
+            f"{' '.join(r.torch_requirements)} ({r.torch.tag}, {r.torch.index or 'PyPI'})"
+            + (f" + {len(r.requirements)} requirements" if r.requirements else "")
+            + (f" + build tools {', '.join(build_requires)}" if build_requires else "")
+        )
+    given = Inputs(
         r.torch_requirements,
         r.torch.index,
         r.requirements,
@@ -77,36 +110,84 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
         build_requires,
         r.toolkit.version.major,
     )
+    return summary, replace(given, lock=locked) if locked else given
+
+
+def _locked(r: Resolved) -> Locked | None:
+    lock = r.options.lock
+    if lock is None:
+        return None
+    base = r.options.lock_file.parent if r.options.lock_file else None
+    packages = tuple(
+        replace(p, artifact=replace(p.artifact, path=str(base / p.artifact.path)))
+        if base is not None and p.artifact.path and not Path(p.artifact.path).is_absolute()
+        else p
+        for p in lock.packages
+    )
+    part = lock.envbuilder
+    return Locked(packages, part.no_build_isolation if part else (), str(r.options.lock_file or "the lock"))
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     from envbuilder import installer
+    from envbuilder.lock.freeze import record_installed
+    from envbuilder.lock.install import install_lock
+    from envbuilder.lock.tools import ensure_tools
 
     venv = deps["venv"]
-    tool = installer.for_env(venv["installer"], ctx)
-    torch_reqs = unsatisfied(list(inputs.torch), tool.packages())
-    if torch_reqs:
-        ctx.note(f"installing {' '.join(torch_reqs)}")
-        tool.install(torch_reqs, index=inputs.index)
-    else:
-        ctx.note(f"{' '.join(inputs.torch)}: already satisfied in the env")
+    have = installer.for_env(venv["installer"], ctx).packages()
+    tools = ensure_tools()
+    lock = inputs.lock.as_lock() if inputs.lock else _resolve(ctx, inputs, venv, have, tools)
+    todo = lock.without(already_there(lock, have))
+    if len(todo.packages) < len(lock.packages):
+        ctx.note(f"{len(lock.packages) - len(todo.packages)} locked packages are in the env already (exact versions)")
+    if todo.packages:
+        install_lock(todo, ctx.layout.python, installer=venv["installer"], tools=tools, log=ctx.log, on_note=ctx.note)
+    record = record_installed(lock, ctx.layout.prefix)
     torch: Torch = json.loads(ctx.capture([ctx.layout.python, "-c", TORCH_FACTS]).strip().splitlines()[-1])
     check_torch(torch, Version(deps["toolchain"]["nvcc"]))
-    pins = [f"{name}=={version}" for name, version in _torch_pins(tool.packages())]
-    extra = [*inputs.requirements, *inputs.build_requires]
-    if venv["installer"] == "uv":
-        extra.append("pip")  # extension wheels are built with the env's own pip
-    extra = unsatisfied(extra, tool.packages())
-    if extra:
-        ctx.note(f"installing {', '.join(extra)}")
-        tool.install(extra, constraints=pins)
-    late = unsatisfied(list(inputs.no_build_isolation), tool.packages())
-    if late:
-        ctx.note(f"installing without build isolation: {', '.join(late)}")
-        tool.install(late, constraints=pins, options=["--no-build-isolation"])
-    packages = tool.packages()
+    packages = installer.for_env(venv["installer"], ctx).packages()
     ctx.note(f"torch {torch['version']} (CUDA {torch['cuda']}), {len(packages)} packages")
-    return Outputs(torch=torch, packages=dict(sorted(packages.items(), key=lambda kv: kv[0].lower())))
+    return Outputs(
+        torch=torch, packages=dict(sorted(packages.items(), key=lambda kv: kv[0].lower())), installed=str(record)
+    )
+
+
+def _resolve(ctx: StepContext, inputs: Inputs, venv: Data, have: dict[str, str], tools: Tools) -> Lock:
+    """No lock given: resolve one now, the way `envbuilder lock` does, so that pip and uv envs get
+    the same packages and the env records every file it was given. What the env already holds
+    (a torch from --system-site-packages) is kept: the torch family is pinned to it."""
+    import os
+
+    from envbuilder.lock.indexes import from_pip_config
+    from envbuilder.lock.resolve import Request, resolve
+    from envbuilder.lock.target import Target, default_platform
+
+    version = Version(venv["version"])
+    request = Request.from_wheels_inputs(inputs.key(), Target(f"{version.major}.{version.minor}", default_platform()))
+    if not unsatisfied(request.all_requirements(), have):
+        ctx.note("everything the recipe needs is in the env already: nothing to resolve")
+        return Lock(())
+    request = replace(request, torch=tuple(_pinned_if_present(r, have) for r in request.torch))
+    return resolve(request, tools=tools, indexes=from_pip_config(tools.pip, env=dict(os.environ)), on_note=ctx.note)
+
+
+def _pinned_if_present(requirement: str, have: dict[str, str]) -> str:
+    from packaging.requirements import Requirement
+
+    req = Requirement(requirement)
+    versions: dict[str, str] = {canonicalize_name(n): v for n, v in have.items()}
+    found = versions.get(canonicalize_name(req.name))
+    if found and req.specifier.contains(found, prereleases=True):
+        return f"{req.name}=={found}"
+    return requirement
+
+
+def already_there(lock: Lock, have: dict[str, str]) -> list[str]:
+    """Locked packages the env already holds at exactly the locked version (a base's torch seen
+    through --system-site-packages): installing them again would only shadow the same files."""
+    found: dict[str, str] = {canonicalize_name(n): v for n, v in have.items()}
+    return [p.name for p in lock.packages if found.get(p.name) == p.version]
 
 
 def still_valid(layout: Layout, outputs: Outputs) -> bool:
@@ -141,9 +222,3 @@ def unsatisfied(requirements: list[str], installed: dict[str, str]) -> list[str]
         if version is None or not req.specifier.contains(version, prereleases=True):
             missing.append(text)
     return missing
-
-
-def _torch_pins(packages: dict[str, str]) -> list[tuple[str, str]]:
-    return [
-        (name, version) for name, version in packages.items() if name.lower() in ("torch", "torchvision", "torchaudio")
-    ]
