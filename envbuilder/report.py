@@ -466,3 +466,57 @@ def lock_check(path: str, changes: list[str]) -> None:
         err.print(f"[red]{escape(path)} is out of date[/]: {len(changes)} change(s)")
     else:
         err.print(f"[green]{escape(path)} is up to date[/]")
+
+
+# --- envbuilder cache ---------------------------------------------------------------------
+
+
+def _mib(n: float) -> str:
+    return f"{n / 1024**2:.1f} MiB"
+
+
+def cache_entries(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        out.print("the extension cache is empty")
+        return
+    rows = [
+        [
+            e["key"][:12],
+            e["extension"],
+            e["archs"],
+            _mib(e["size"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_use"])),
+            ", ".join(e["recipes"]) or "-",
+            str(e.get("origin") or "-"),
+        ]
+        for e in entries
+    ]
+    columns = ["key", "extension", "archs", "size", "last use", "recipes", "origin"]
+    table("envbuilder cache list (least recently used first)", columns, rows)
+    out.print(f"{len(entries)} entries, {_mib(sum(e['size'] for e in entries))}")
+
+
+def cache_gc(removed: list[dict[str, Any]], kept: int, limit: int) -> None:
+    for e in removed:
+        out.print(f"removed {e['key'][:12]} {escape(e['extension'])} ({_mib(e['size'])})")
+    out.print(f"{len(removed)} removed; the cache holds {_mib(kept)} (max {_mib(limit)})")
+    if kept > limit:
+        warn("entries in use by a running build were kept; run gc again when it is done")
+
+
+def cache_transfers(title: str, rows: list[dict[str, Any]]) -> None:
+    good = ("pushed", "replaced", "pulled", "already published", "already cached")
+    table(
+        title,
+        ["key", "extension", "archs", "status", "note"],
+        [
+            [
+                r["key"][:12],
+                r["extension"],
+                r["archs"],
+                f"[{'green' if r['status'] in good else 'red'}]{r['status']}[/]",
+                r.get("note") or "",
+            ]
+            for r in rows
+        ],
+    )

@@ -22,6 +22,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("ENVBUILDER_HOME", str(base / "envbuilder-home"))
     monkeypatch.setenv("ENVBUILDER_CACHE", str(base / "envbuilder-cache"))
     monkeypatch.delenv("ENVBUILDER_PATH", raising=False)
+    # nor the user's registry credentials or shared cache
+    monkeypatch.setenv("DOCKER_CONFIG", str(base / "no-docker-config"))
+    for name in (
+        "ENVBUILDER_REGISTRY_USERNAME",
+        "ENVBUILDER_REGISTRY_PASSWORD",
+        "ENVBUILDER_CACHE_REMOTE",
+        "ENVBUILDER_CACHE_INSECURE",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _sm120_toolkit():
@@ -46,6 +55,25 @@ def cuda():
             pytest.fail(reason + "; ENVBUILDER_REQUIRE_COMPILE=1 demands it")
         pytest.skip(reason)
     return toolkit
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    """Debian's docker-registry (distribution 2.8) on a free 127.0.0.1 port, htpasswd auth (user
+    alice), storage in tmp_path. CI sets ENVBUILDER_REQUIRE_REGISTRY=1: a missing registry fails
+    there instead of skipping."""
+    from registry import RegistryServer, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("ENVBUILDER_REQUIRE_REGISTRY"):
+            pytest.fail(reason + "; ENVBUILDER_REQUIRE_REGISTRY=1 demands it")
+        pytest.skip(reason)
+    server = RegistryServer(tmp_path / "registry").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from packaging.version import Version
@@ -153,3 +154,37 @@ def run_cli(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def cuda_wheel(
+    directory: Path,
+    sms: tuple[int, ...] = (120,),
+    *,
+    name: str = "demo_ext-0.1-cp311-cp311-linux_x86_64.whl",
+    payload: bytes = b"",
+) -> Path:
+    """A wheel holding a synthetic CUDA .so (an ELF with a .nv_fatbin holding SASS for sms);
+    payload pads it (a bigger file to interrupt halfway)."""
+    so = make_elf({".nv_fatbin": fatbin_container([fatbin_entry(2, sm) for sm in sms]), ".rodata": payload})
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("demo_ext/_C.cpython-311-x86_64-linux-gnu.so", so)
+        zf.writestr("demo_ext/__init__.py", "")
+    return path
+
+
+def key_inputs(extension: str = "demo-ext", archs: str = "12.0", variant: str = "") -> dict[str, object]:
+    """Key inputs shaped like steps/extensions.py's."""
+    return {
+        "extension": extension,
+        "spec": "0" * 63 + (variant or "0"),
+        "source": "1" * 64,
+        "archs": archs,
+        "torch": ["2.14.1", "13.0"],
+        "python": "cp311",
+        "nvcc": "13.0.88",
+        "gcc": "12.2.0",
+        "env": {"TORCH_CUDA_ARCH_LIST": archs},
+        "variant": variant,
+    }

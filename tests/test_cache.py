@@ -156,3 +156,153 @@ def test_the_key_ignores_which_env_builds(tmp_path):
     one, two = tmp_path / "env1", tmp_path / "env2"
     assert key(one, f"{one}/{site}") == key(two, f"{two}/{site}")
     assert key(one, f"{one}/{site}") != key(one, "/opt/other/include")  # a different header set still counts
+
+
+# --- last use, list, gc, and the per-key claim --------------------------------------------------
+
+
+def stored(store: cache.WheelCache, tmp_path: Path, n: int, recipe: str | None = "demo") -> str:
+    key = cache.wheel_key({"n": n, "archs": "12.0", "extension": f"ext{n}"})
+    store.store(key, wheel(tmp_path / f"w{n}"), {"n": n, "archs": "12.0", "extension": f"ext{n}"}, ARCHS,
+                metadata={"recipe": recipe} if recipe else None)  # fmt: skip
+    return key
+
+
+def set_last_use(store: cache.WheelCache, key: str, when: float) -> None:
+    os.utime(store._dir(key) / cache.LAST_USE, (when, when))
+
+
+def test_entries_record_recipes_and_last_use(tmp_path):
+    (tmp_path / "w0").mkdir()
+    store = cache.WheelCache(tmp_path / "wheels")
+    key = stored(store, tmp_path, 0)
+    set_last_use(store, key, 1_000_000)
+    (entry,) = store.entries()
+    assert (entry.key, entry.extension, entry.archs, entry.recipes) == (key, "ext0", "12.0", ["demo"])
+    assert entry.size > entry.wheel.stat().st_size and entry.last_use == 1_000_000
+    store.lookup(key, ARCHS, recipe="other")  # a hit from another recipe
+    (entry,) = store.entries()
+    assert entry.recipes == ["demo", "other"] and entry.last_use > 1_000_000
+
+
+def test_gc_removes_least_recently_used_first(tmp_path):
+    for n in range(3):
+        (tmp_path / f"w{n}").mkdir()
+    store = cache.WheelCache(tmp_path / "wheels")
+    keys = [stored(store, tmp_path, n) for n in range(3)]
+    for age, key in zip((3000, 1000, 2000), keys, strict=True):
+        set_last_use(store, key, 1_000_000 - age)
+    store.lookup(keys[0], ARCHS)  # the oldest is used now: it stays
+    size = next(e.size for e in store.entries() if e.key == keys[0])
+    removed, kept = store.gc(size + 1)
+    assert [e.key for e in removed] == [keys[2], keys[1]]
+    assert [e.key for e in store.entries()] == [keys[0]] and kept == size
+    assert store.lookup(keys[1], ARCHS) == (None, "not cached")
+
+
+def test_gc_keeps_an_entry_a_build_holds(tmp_path):
+    (tmp_path / "w0").mkdir()
+    store = cache.WheelCache(tmp_path / "wheels")
+    key = stored(store, tmp_path, 0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from envbuilder import cache\n"
+         f"with cache.WheelCache(Path({str(store.root)!r})).claim({key!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert store.gc(0)[0] == []
+        assert store.lookup(key, ARCHS)[1] == "cached"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert [e.key for e in store.gc(0)[0]] == [key]
+
+
+def test_parse_size():
+    assert cache.parse_size("20G") == 20 * 1024**3
+    assert cache.parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert cache.parse_size("500m") == 500 * 1024**2 and cache.parse_size("123") == 123
+    with pytest.raises(cache.InputError, match="not a size"):
+        cache.parse_size("lots")
+
+
+CLAIMER = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import cuda_wheel
+from envbuilder import cache
+from envbuilder.host.compat import parse_arch_list
+root, key, hold, log = sys.argv[1:5]
+store = cache.WheelCache(Path(root))
+archs = parse_arch_list("12.0")
+print("trying", flush=True)
+with store.claim(key) as claim:
+    found, why = store.lookup(key, archs)
+    if found is None:
+        print("compiling", flush=True)
+        while not Path(hold).exists():  # the test says when this "compile" ends
+            time.sleep(0.01)
+        built = cuda_wheel(Path(root).parent / f"build-{{os.getpid()}}")
+        store.store(key, built, {{"archs": "12.0"}}, archs)
+        outcome = "compiled"
+    else:
+        outcome = "reused"
+with open(log, "a") as f:
+    f.write(json.dumps({{"pid": os.getpid(), "outcome": outcome, "waited": claim.waited}}) + "\\n")
+"""
+
+
+def blocked_on_flock(pid: int) -> bool:
+    """/proc/locks lists a process waiting for a lock with '->'."""
+    return any(
+        line.split()[1] == "->" and line.split()[5] == str(pid)
+        for line in Path("/proc/locks").read_text().splitlines()
+        if len(line.split()) > 5
+    )
+
+
+def test_two_builds_needing_one_missing_key_compile_it_once(tmp_path):
+    """Process A claims the key and "compiles"; process B asks for the same key, waits on the
+    lock (seen in /proc/locks), and then reuses A's wheel instead of compiling it again."""
+    root, hold, log = tmp_path / "wheels", tmp_path / "hold", tmp_path / "log"
+    key = cache.wheel_key({"archs": "12.0"})
+    script = CLAIMER.format(tests=str(Path(__file__).parent))
+    argv = [sys.executable, "-c", script, str(root), key, str(hold), str(log)]
+    a = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert a.stdout.readline().strip() == "trying" and a.stdout.readline().strip() == "compiling"
+    b = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert b.stdout.readline().strip() == "trying"
+    for _ in range(2000):
+        if blocked_on_flock(b.pid):
+            break
+        time.sleep(0.005)
+    else:
+        pytest.fail("the second build never waited for the key's lock")
+    hold.touch()
+    for p in (a, b):
+        p.wait(timeout=60)
+        p.stdout.close()
+    outcomes = {r["pid"]: (r["outcome"], r["waited"]) for r in map(json.loads, log.read_text().splitlines())}
+    assert outcomes == {a.pid: ("compiled", False), b.pid: ("reused", True)}
+
+
+def test_cli_cache_list_and_gc(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "w0").mkdir()
+    store = cache.WheelCache(tmp_path / "c" / "wheels")
+    key = stored(store, tmp_path, 0)
+    env = {"ENVBUILDER_CACHE": str(tmp_path / "c")}
+    listed = run_cli("cache", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["key"], row["extension"], row["archs"], row["recipes"]) == (key, "ext0", "12.0", ["demo"])
+    assert row["size"] > 0 and row["last_use"] > 0
+    text = run_cli("cache", "list", env=env)
+    assert key[:12] in text.stdout and "ext0" in text.stdout
+    gc = run_cli("cache", "gc", "--max-size", "0", "--json", env=env)
+    assert gc.returncode == 0 and [e["key"] for e in json.loads(gc.stdout)["removed"]] == [key]
+    assert run_cli("cache", "gc", "--max-size", "lots", env=env).returncode == 2
