@@ -97,7 +97,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from envbuilder import report
-    from envbuilder.remote import ArtefactRefused
+    from envbuilder.errors import ArtefactRefused
 
     if args.all == bool(args.recipes):
         raise InputError(

@@ -258,3 +258,26 @@ class LockToolchainMismatch(CompatError):
 
 class ToolsUnavailable(EnvbuilderError):
     """envbuilder's own pip/uv could not be installed (no registry reachable, too old)."""
+
+
+# --- binary caches (envbuilder/remote.py, oci.py) --------------------------------------------
+
+
+class RegistryError(EnvbuilderError):
+    """A binary-cache remote (OCI registry, shared folder) answered an error or broke the protocol."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The remote could not be reached (connection refused or reset, timeout, TLS failure)."""
+
+
+class DigestMismatch(RegistryError):
+    """What a remote served does not hash to the digest it was asked for."""
+
+
+class RegistryAuthError(InputError):
+    """The registry refused the credentials, or needs some and there are none."""
+
+
+class ArtefactRefused(EnvbuilderError):
+    """A binary-cache artefact (pulled, or about to be pushed) failed verification."""

@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from envbuilder.errors import EnvbuilderError
-from envbuilder.oci import CHUNK, DigestMismatch, Progress, RegistryError, check_digest, sha256_digest, write_verified
+from envbuilder.errors import DigestMismatch, EnvbuilderError, RegistryError
+from envbuilder.oci import CHUNK, Progress, check_digest, sha256_digest, write_verified
 
 LAYOUT = {"imageLayoutVersion": "1.0.0"}
 # mkstemp makes files 0600; the other users of a shared folder must read them (the umask decides)
@@ -100,13 +100,30 @@ class FolderStore:
             raise DigestMismatch(f"{self.root}: manifest {reference}: expected {digest}, got {sha256_digest(data)}")
         return data, digest
 
-    def put_manifest(self, reference: str, data: bytes, media_type: str = "") -> str:
+    def put_manifest(self, reference: str, data: bytes, media_type: str = "", *, if_absent: bool = False) -> str:
+        """Store the manifest and point the tag at it. if_absent: only if the tag is free (link(2)
+        fails on an existing name, atomically, on NFS too), so of two publishers the first wins."""
         self._writable()
         digest = sha256_digest(data)
         blob = self._blob(digest)
         if not blob.is_file():
             _atomic_write(blob, data)
-        _atomic_write(self._ref(reference), (digest + "\n").encode())
+        ref = self._ref(reference)
+        if not if_absent:
+            _atomic_write(ref, (digest + "\n").encode())
+            return digest
+        fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=ref.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write((digest + "\n").encode())
+                out.flush()
+                os.fsync(out.fileno())
+            Path(tmp).chmod(SHARED_MODE)
+            os.link(tmp, ref)
+        except FileExistsError:
+            pass  # another publisher's manifest has the tag
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return digest
 
     def delete_manifest(self, digest: str) -> bool:

@@ -9,7 +9,8 @@ Auth: the first 401 names the scheme in WWW-Authenticate. Bearer (GHCR, Docker H
 distribution behind a token server): ask the realm for a token for the challenge's scope, with
 Basic credentials (or an OAuth2 refresh token) when there are any, then retry; a token that stops
 working is fetched again once. Basic (distribution with htpasswd): send the credentials. The
-header is then sent eagerly. Credentials that the registry refuses are an InputError (exit 2).
+header is then sent eagerly. Credentials that the registry refuses are a RegistryAuthError, an
+InputError (exit 2).
 
 Transport: HTTPS. Plain HTTP only for a loopback registry (127.0.0.0/8, ::1, localhost; tried
 after HTTPS, as Docker does) or when the caller passes insecure=True. Credentials never go over
@@ -22,12 +23,14 @@ digests of what it pulls, and its default token backend fails on Basic-only regi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,30 +39,20 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from envbuilder.credentials import Credentials
-from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.errors import DigestMismatch, RegistryAuthError, RegistryError, RegistryUnavailable
+
+__all__ = ["Client", "DigestMismatch", "RegistryAuthError", "RegistryError", "RegistryUnavailable"]
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 MAX_MANIFEST = 4 * 1024 * 1024  # registries must accept at least this (spec); we refuse larger
 CHUNK = 1024 * 1024
+# Reads are retried on these: distribution answers 500 to a GET of a tag that a concurrent PUT
+# is rewriting (seen in the concurrent-push test), registries rate-limit with 429/503.
+TRANSIENT = {429, 500, 502, 503, 504}
+RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-class RegistryError(EnvbuilderError):
-    """The registry answered something the protocol does not allow, or an error."""
-
-
-class RegistryUnavailable(RegistryError):
-    """The registry could not be reached (connection refused or reset, timeout, TLS failure)."""
-
-
-class RegistryAuthError(InputError):
-    """The registry refused the credentials, or needs some and there are none (exit 2)."""
-
-
-class DigestMismatch(RegistryError):
-    """What the registry served does not hash to the digest it was asked for."""
 
 
 def is_loopback(host: str) -> bool:
@@ -178,6 +171,7 @@ class Client:
         """One API call, authenticating on a 401 and retrying; `body` makes a fresh request body."""
         url = path if "://" in path else self._url(path)
         refreshed = 0
+        retries = list(RETRY_DELAYS) if method in ("GET", "HEAD") else []
         while True:
             sent = dict(headers or {})
             if self._authorization:
@@ -199,6 +193,13 @@ class Client:
                 response.close()
                 self._authenticate(response)
                 refreshed += 1
+                continue
+            if response.status_code in TRANSIENT and retries:
+                response.close()
+                delay = retries.pop(0)
+                with contextlib.suppress(ValueError):
+                    delay = max(delay, min(float(response.headers.get("Retry-After", 0)), 10.0))
+                time.sleep(delay)
                 continue
             if response.status_code in (401, 403):
                 raise self._refused(response)
@@ -392,10 +393,24 @@ class Client:
             )
         return data, digest
 
-    def put_manifest(self, reference: str, data: bytes, media_type: str = MANIFEST_TYPE) -> str:
-        response = self.request(
-            "PUT", self._api("manifests", reference), headers={"Content-Type": media_type}, body=lambda: data
-        )
+    def put_manifest(
+        self, reference: str, data: bytes, media_type: str = MANIFEST_TYPE, *, if_absent: bool = False
+    ) -> str:
+        """PUT a manifest. distribution-spec 1.1 has no conditional PUT, so if_absent cannot be
+        honoured here: the caller checks the tag just before (remote.publish does).
+        The same bytes may be PUT again, so a refusal that a concurrent push of the same blobs can
+        cause (distribution rewrites a blob's link file in place: 400 DIGEST_INVALID or
+        MANIFEST_BLOB_UNKNOWN while another upload of that blob commits; 5xx) is retried."""
+        for delay in (*RETRY_DELAYS, None):
+            response = self.request(
+                "PUT", self._api("manifests", reference), headers={"Content-Type": media_type}, body=lambda: data
+            )
+            transient = response.status_code in TRANSIENT or (
+                response.status_code == 400 and _error_code(response) in ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN")
+            )
+            if not transient or delay is None:
+                break
+            time.sleep(delay)
         if response.status_code not in (200, 201):
             raise self._unexpected("PUT manifest", response)
         digest = sha256_digest(data)
@@ -494,6 +509,13 @@ def _short(exc: BaseException) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
     return text.strip("()'\" ")[:200]
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        return str(json.loads(response.content[:65536])["errors"][0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
 
 
 def _error_text(response: requests.Response) -> str:

@@ -30,9 +30,15 @@ Publishing (publish) checks the wheel the same way first and refuses a wheel tha
 that already names an intact artefact is left alone (first writer wins; the wheel is
 downloaded and checked to know it is intact). A tag that names a bad artefact is replaced.
 Blobs go first and the manifest last, so a push that stops halfway leaves nothing a reader can
-see. Two publishers of one key both succeed and leave one artefact: identical wheels make
-identical manifests; otherwise a publisher whose manifest lost the tag to another deletes its
-own (a registry that refuses deletes keeps it untagged, and nothing finds it by key).
+see. Two publishers of one key both succeed, and the tag names one intact artefact. Identical
+wheels make identical manifests: one artefact. Different wheels (two machines that each
+compiled): a publisher checks the tag again just before its manifest goes up and keeps an
+artefact that got there first; in a folder the tag is created with link(2), so the first one
+wins exactly; a registry has no conditional PUT, so when both manifests go up at the same
+moment the last one keeps the tag, and a publisher that sees its own manifest lose the tag
+deletes it. One race is left on a registry: a publisher that saw its manifest keep the tag and
+returned, then overwritten by one that checked before; its manifest stays, untagged, unfindable
+by key, until `garbage-collect --delete-untagged`.
 
 distribution never replaces a blob it already has, even after a DELETE (tested: it assumes its
 storage is intact), so a replacement whose wheel has the damaged blob's digest is uploaded
@@ -59,7 +65,15 @@ from typing import Any, Protocol
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from envbuilder import cache
-from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.errors import (
+    ArtefactRefused,
+    DigestMismatch,
+    EnvbuilderError,
+    InputError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryUnavailable,
+)
 from envbuilder.host.compat import Arch, parse_arch_list
 
 log = logging.getLogger(__name__)
@@ -80,10 +94,6 @@ MAX_CONFIG = 4 * 1024 * 1024
 NAME_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
 
 
-class ArtefactRefused(EnvbuilderError):
-    """An artefact (pulled, or about to be pushed) failed verification."""
-
-
 class Store(Protocol):
     """What a remote answers: oci.Client (a registry repository) and folderstore.FolderStore."""
 
@@ -94,7 +104,7 @@ class Store(Protocol):
     def get_blob(self, digest: str, dest: Path, *, size: int | None = None, progress: Any = None) -> Path: ...
     def push_blob(self, path: Path, digest: str, *, chunk_size: int | None = None, progress: Any = None) -> bool: ...
     def get_manifest(self, reference: str) -> tuple[bytes, str] | None: ...
-    def put_manifest(self, reference: str, data: bytes, media_type: str = ...) -> str: ...
+    def put_manifest(self, reference: str, data: bytes, media_type: str = ..., *, if_absent: bool = ...) -> str: ...
     def delete_manifest(self, digest: str) -> bool: ...
     def tags(self) -> Iterator[str]: ...
 
@@ -243,9 +253,7 @@ class Remote:
 
     def fetch(self, key: str, archs: tuple[Arch, ...], dest: Path, *, progress: Any = None) -> Fetched:
         """The verified wheel for key in dest, or None with the reason (then the caller compiles).
-        Auth problems raise (oci.RegistryAuthError, exit 2): they need the user, not a compile."""
-        from envbuilder.oci import RegistryAuthError, RegistryError
-
+        Auth problems raise (RegistryAuthError, exit 2): they need the user, not a compile."""
         started = time.monotonic()
         tag = tag_for(key)
         dest.mkdir(parents=True, exist_ok=True)
@@ -266,7 +274,7 @@ class Remote:
         except RegistryAuthError:
             raise
         except RegistryError as exc:  # includes DigestMismatch and RegistryUnavailable
-            refused = type(exc).__name__ == "DigestMismatch"
+            refused = isinstance(exc, DigestMismatch)
             if refused:
                 log.warning("refused %s from %s: %s", tag, self.url, exc.message)
             what = "refused" if refused else "could not fetch"
@@ -345,7 +353,7 @@ class Remote:
             now = self._existing(key, archs, tag, Path(tmp) / "now")
             if now is not None and now[0] != replaces and now[1] is None:
                 return Published("already published", tag, now[0], sent, "by a concurrent push")
-            digest = self.store.put_manifest(tag, built.manifest, MANIFEST_TYPE)
+            digest = self.store.put_manifest(tag, built.manifest, MANIFEST_TYPE, if_absent=replaces is None)
             after = self.store.get_manifest(tag)
             if after is not None and after[1] != digest:
                 self.store.delete_manifest(digest)  # ours lost the tag: leave one artefact
@@ -361,8 +369,6 @@ class Remote:
         self, key: str, archs: tuple[Arch, ...], tag: str, tmp: Path
     ) -> tuple[str, str | None, set[str]] | None:
         """None if the tag is free; else (manifest digest, why it is bad or None, its blob digests)."""
-        from envbuilder.oci import DigestMismatch
-
         try:
             found = self.store.get_manifest(tag)
         except DigestMismatch as exc:
@@ -380,9 +386,9 @@ class Remote:
             self._pull(key, archs, found, tmp)
         except (ArtefactRefused, DigestMismatch) as exc:
             return found[1], exc.message, blobs
+        except (RegistryUnavailable, RegistryAuthError):
+            raise
         except EnvbuilderError as exc:
-            if type(exc).__name__ in ("RegistryUnavailable", "RegistryAuthError"):
-                raise
             return found[1], exc.message, blobs
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -400,10 +406,10 @@ class Remote:
                 if found is None:
                     continue
                 manifest = _manifest(found[0])
-            except (ArtefactRefused, EnvbuilderError) as exc:
-                if type(exc).__name__ in ("RegistryUnavailable", "RegistryAuthError"):
-                    raise
-                log.warning("skipping %s in %s: %s", tag, self.url, getattr(exc, "message", exc))
+            except (RegistryUnavailable, RegistryAuthError):
+                raise
+            except EnvbuilderError as exc:
+                log.warning("skipping %s in %s: %s", tag, self.url, exc.message)
                 continue
             a = manifest.get("annotations") or {}
             yield Listed(
@@ -582,9 +588,11 @@ def _gunzip(blob: Path, wheel: Path, size: int) -> None:
 # --- the local cache and a remote ----------------------------------------------------------
 
 
-def restore(remote: Remote, store: cache.WheelCache, key: str, archs: tuple[Arch, ...]) -> tuple[Path | None, str]:
+def restore(
+    remote: Remote, store: cache.WheelCache, key: str, archs: tuple[Arch, ...], *, recipe: str | None = None
+) -> tuple[Path | None, str]:
     """Fetch key from remote into the local cache: (the local cache's wheel, reason) or (None, reason).
-    Call it holding store.claim(key), after store.lookup missed."""
+    Call it holding store.claim(key), after store.lookup missed; recipe is recorded as a user."""
     with tempfile.TemporaryDirectory(prefix="envbuilder-fetch-") as tmp:
         got = remote.fetch(key, archs, Path(tmp))
         if got.wheel is None or got.config is None:
@@ -593,5 +601,5 @@ def restore(remote: Remote, store: cache.WheelCache, key: str, archs: tuple[Arch
         status = store.store(key, got.wheel, got.config["inputs"], archs, metadata=meta)
         if status not in ("cached", "already cached"):
             return None, f"{got.reason}, but {status}"
-    wheel, why = store.lookup(key, archs)
+    wheel, why = store.lookup(key, archs, recipe=recipe)
     return (wheel, got.reason) if wheel is not None else (None, why)

@@ -25,15 +25,41 @@ INSTALL_HINT = "apt-get install -y docker-registry apache2-utils (Debian's distr
 
 
 def registry_binary() -> str | None:
+    """docker-registry on PATH, or $ENVBUILDER_TEST_REGISTRY (e.g. unpacked from the .deb with
+    `apt-get download docker-registry && dpkg -x docker-registry_*.deb root/` on a machine
+    without apt access)."""
+    given = os.environ.get("ENVBUILDER_TEST_REGISTRY")
+    if given:
+        return given if Path(given).is_file() else None
     return shutil.which("docker-registry") or (
         "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
     )
 
 
+def _bcrypt_fallback(password: str) -> str | None:
+    """A bcrypt hash without htpasswd: the bcrypt package, or crypt (Python < 3.13)."""
+    try:
+        import bcrypt  # type: ignore[import-not-found]
+
+        return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode())
+    except ImportError:
+        pass
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # type: ignore[import-not-found,unused-ignore]
+
+        return str(crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))
+    except ImportError:
+        return None
+
+
 def missing_reason() -> str | None:
     if registry_binary() is None:
         return f"docker-registry is not installed ({INSTALL_HINT})"
-    if shutil.which("htpasswd") is None:
+    if shutil.which("htpasswd") is None and _bcrypt_fallback("x") is None:
         return f"htpasswd is not installed ({INSTALL_HINT})"
     return None
 
@@ -46,6 +72,8 @@ def free_port() -> int:
 
 def htpasswd_line(user: str, password: str) -> str:
     # bcrypt cost 4: distribution checks the hash on every request, cost 12 costs 0.3 s each
+    if shutil.which("htpasswd") is None:
+        return f"{user}:{_bcrypt_fallback(password)}"
     done = subprocess.run(["htpasswd", "-Bbn", "-C", "4", user, password], capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
@@ -144,9 +172,10 @@ class TokenServer:
     requests without a valid token; GET /token with Basic credentials issues one for the asked
     scope; requests with a valid token are proxied to the registry (with its Basic credentials)."""
 
-    def __init__(self, registry: RegistryServer, users: dict[str, str]) -> None:
+    def __init__(self, registry: RegistryServer, users: dict[str, str], refresh_tokens: tuple[str, ...] = ()) -> None:
         self.registry = registry
         self.users = users
+        self.refresh_tokens = set(refresh_tokens)  # OAuth2 refresh tokens (docker's identitytoken)
         self.tokens: dict[str, set[str]] = {}  # token -> granted "repo:action"
         self.issued: list[dict[str, str]] = []  # what /token was asked for
         self.bearer_requests = 0
@@ -203,11 +232,16 @@ class TokenServer:
         from urllib.parse import parse_qs, urlsplit
 
         query = parse_qs(urlsplit(h.path).query)
+        if h.command == "POST":  # OAuth2: grant_type=refresh_token in a form (distribution's oauth.md)
+            query = parse_qs(h.rfile.read(int(h.headers.get("Content-Length") or 0)).decode())
         auth = h.headers.get("Authorization", "")
         user, _, password = (
             base64.b64decode(auth[6:]).decode().partition(":") if auth.startswith("Basic ") else ("", "", "")
         )
-        if not user or self.users.get(user) != password:
+        refreshed = (
+            query.get("grant_type") == ["refresh_token"] and query.get("refresh_token", [""])[0] in self.refresh_tokens
+        )
+        if not refreshed and (not user or self.users.get(user) != password):
             self._send(h, 401, b'{"details":"incorrect username or password"}', {"Content-Type": "application/json"})
             return
         granted = set()

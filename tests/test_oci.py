@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from registry import TokenServer
 
-from envbuilder import credentials, oci
+from envbuilder import credentials, errors, oci
 from envbuilder.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_a_blob_damaged_in_storage_is_never_written_out(registry, tmp_path):
     c.push_blob(path, digest)
     stored = registry.blob_data(digest)
     stored.write_bytes(b"X" + stored.read_bytes()[1:])  # same size, one byte changed
-    with pytest.raises(oci.DigestMismatch, match=f"expected {digest}, got sha256:"):
+    with pytest.raises(errors.DigestMismatch, match=f"expected {digest}, got sha256:"):
         c.get_blob(digest, tmp_path / "out" / "blob", size=len(data))
     assert list((tmp_path / "out").iterdir()) == []  # neither the file nor a partial one
 
@@ -103,7 +103,7 @@ def test_manifests_by_tag_and_digest(registry, tmp_path):
 
 
 def test_wrong_password_is_a_clear_error_with_exit_2(registry):
-    with pytest.raises(oci.RegistryAuthError) as caught:
+    with pytest.raises(errors.RegistryAuthError) as caught:
         client(registry, password="not-the-password").ping()
     err = caught.value
     assert err.exit_code == 2
@@ -112,7 +112,7 @@ def test_wrong_password_is_a_clear_error_with_exit_2(registry):
 
 
 def test_no_credentials_says_where_to_put_them(registry):
-    with pytest.raises(oci.RegistryAuthError, match="needs credentials and none were found") as caught:
+    with pytest.raises(errors.RegistryAuthError, match="needs credentials and none were found") as caught:
         client(registry, user=None).ping()
     assert "ENVBUILDER_REGISTRY_USERNAME" in caught.value.hint and caught.value.exit_code == 2
 
@@ -132,10 +132,10 @@ def test_bearer_token_flow(registry, tmp_path):
         assert len(tokens.issued) == 2 and tokens.bearer_requests >= 4
 
         wrong = oci.Client(tokens.host, REPO, credentials=credentials.Credentials("bob", "wrong", "env"))
-        with pytest.raises(oci.RegistryAuthError, match="refused user 'bob'") as caught:
+        with pytest.raises(errors.RegistryAuthError, match="refused user 'bob'") as caught:
             wrong.blob_exists(digest)
         assert caught.value.exit_code == 2
-        with pytest.raises(oci.RegistryAuthError, match="needs credentials"):
+        with pytest.raises(errors.RegistryAuthError, match="needs credentials"):
             oci.Client(tokens.host, REPO).blob_exists(digest)
 
 
@@ -239,3 +239,14 @@ def test_plain_http_only_for_loopback_or_insecure(tmp_path):
     out = json.loads(done.stdout)
     assert out["False"][0] == "RegistryUnavailable" and "--insecure" in out["False"][2]
     assert out["True"][0] == "RegistryAuthError"  # reached over plain HTTP: it wants credentials
+
+
+def test_an_identity_token_from_docker_config(registry, tmp_path, monkeypatch):
+    """`docker login` against an OAuth2 registry stores an identitytoken (a refresh token): the
+    client exchanges it at the realm with a POST for an access token."""
+    with TokenServer(registry, {}, refresh_tokens=("refresh-me",)) as tokens:
+        write_docker_config(tmp_path, monkeypatch, {"auths": {tokens.host: {"identitytoken": "refresh-me"}}})
+        found = credentials.for_registry(tokens.host)
+        assert found.identity_token and found.username is None
+        oci.Client(tokens.host, REPO, credentials=found).ping()
+        assert tokens.issued and tokens.bearer_requests == 1
