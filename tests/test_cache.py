@@ -290,7 +290,7 @@ def test_two_builds_needing_one_missing_key_compile_it_once(tmp_path):
 
 
 def test_cli_cache_list_and_gc(tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     (tmp_path / "w0").mkdir()
     store = cache.WheelCache(tmp_path / "c" / "wheels")

@@ -113,7 +113,7 @@ def test_finding_an_artefact_takes_one_request(registry, alice, tmp_path):
 
 
 def test_wrong_password_exits_2_with_a_clear_error(registry, tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     key, wheel, meta = built(tmp_path)
     cache.WheelCache(tmp_path / "cache" / "wheels").store(key, wheel, meta["inputs"], ARCHS, metadata=meta)
@@ -383,7 +383,7 @@ def test_bad_remotes_are_named(value, message):
 def test_cli_push_and_pull_by_recipe(url, tmp_path):
     """`cache push REMOTE RECIPE` from machine 1, `cache pull REMOTE RECIPE` into machine 2's
     empty cache; entries of other recipes stay behind."""
-    from conftest import run_cli
+    from helpers import run_cli
 
     one = cache.WheelCache(tmp_path / "one" / "wheels")
     key, wheel, meta = built(tmp_path)

@@ -11,10 +11,24 @@ import argparse
 import sys
 
 from envbuilder import __version__
-from envbuilder.cli import assets, build, diagnose, doctor, inspect, lock, matrix, patch, recipes, run, smoke, toolkit
+from envbuilder.cli import (
+    assets,
+    build,
+    cache,
+    diagnose,
+    doctor,
+    inspect,
+    lock,
+    matrix,
+    patch,
+    recipes,
+    run,
+    smoke,
+    toolkit,
+)
 from envbuilder.errors import EXIT_INTERRUPTED, EnvbuilderError
 
-GROUPS = (recipes, build, lock, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose)
+GROUPS = (recipes, build, lock, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose)
 # command -> how its older spellings become today's (nested verbs came later)
 REWRITES = {"assets": assets.rewrite, "patch": patch.rewrite}
 

@@ -1,20 +1,18 @@
-"""`envbuilder cache …`: the local wheel cache (list, gc) and a shared one (push, pull).
-
-The command group of the CLI pattern: register(subparsers) adds the parsers; each handler takes
-the parsed args and returns an exit code; rendering goes through envbuilder.report.
-"""
+"""envbuilder cache list|gc|push|pull: the local extension-wheel cache, and a shared one on an
+OCI registry or in a shared folder (envbuilder/remote.py)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from envbuilder.cli.options import add_json_option
 from envbuilder.errors import EXIT_FAILED, EXIT_OK, InputError
 
 REMOTE_HELP = "oci://host[:port]/namespace/name (an OCI registry) or file:///path (a shared folder)"
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "cache",
         help="the built-extension cache: list, gc, and push/pull to an OCI registry or shared folder",
@@ -24,12 +22,12 @@ def register(sub: Any) -> None:
     actions = p.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
 
     q = actions.add_parser("list", help="cached extension wheels: key, extension, archs, size, last use")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(q)
     q.set_defaults(func=cmd_list)
 
     q = actions.add_parser("gc", help="remove least recently used entries until the cache fits in SIZE")
     q.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 20G, 500M (powers of 1024), or bytes")
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(q)
     q.set_defaults(func=cmd_gc)
 
     q = actions.add_parser("push", help="publish cached extension wheels of recipes (or --all) to REMOTE")
@@ -52,7 +50,7 @@ def _remote_options(q: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow plain HTTP to a registry that is not on loopback (also ENVBUILDER_CACHE_INSECURE=1)",
     )
-    q.add_argument("--json", action="store_true", help="print JSON")
+    add_json_option(q)
 
 
 def _store() -> Any:
