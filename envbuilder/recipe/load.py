@@ -246,7 +246,7 @@ def _check_envbuilder(node: Node) -> SpecifierSet:
 
 def load_patch(path: Path) -> Patch:
     """patches/<name>.yaml. A diff patch's file must match its declared sha256."""
-    from envbuilder.diagnose import CATALOGUE  # the ids a patch may say it fixes
+    from envbuilder.diagnose import signature_ids  # the ids a patch may say it fixes (cheap: no YAML parse)
 
     root, sha256 = _root(path)
     common_required = ("name", "summary", "fixes", "kind")
@@ -261,13 +261,13 @@ def load_patch(path: Path) -> Patch:
     if "envbuilder" in f:
         _check_envbuilder(f["envbuilder"])
     name = _check_name(f["name"], path, "patch")
-    ids = [sig.id for sig in CATALOGUE]
+    ids = sorted(signature_ids())
     fixes = f["fixes"].string(expected="a diagnose signature id")
     if fixes not in ids:
         close = difflib.get_close_matches(fixes, ids, n=1)
         raise f["fixes"].error(
             f"unknown error signature {fixes!r}",
-            hint=f"did you mean '{close[0]}'?" if close else "see `envbuilder diagnose` ids in envbuilder/diagnose.py",
+            hint=f"did you mean '{close[0]}'?" if close else "see `envbuilder diagnose --list`",
         )
     values: dict[str, Any] = {}
     if kind == "include":

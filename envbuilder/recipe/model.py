@@ -86,7 +86,7 @@ class Patch:
     file: Path
     sha256: str  # of the YAML and, for a diff, of the diff file: part of the build's identity
     summary: str
-    fixes: str  # the diagnose signature id it cures (envbuilder/diagnose.py)
+    fixes: str  # the diagnose signature id it cures (envbuilder/diagnose/signatures.yaml)
     kind: str  # include | cxx-standard | replace | diff
     files: tuple[str, ...] = ()  # globs relative to the root it is applied to
     when: Condition | None = None

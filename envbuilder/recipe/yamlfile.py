@@ -63,10 +63,19 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-def loads(text: str, file: Path | str | None = None) -> Any:
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same constructors (line numbers, duplicate keys) over libyaml's parser where PyYAML
+    has it: ten times faster for large data files such as the diagnose catalogue."""
+
+
+_FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def loads(text: str, file: Path | str | None = None, *, fast: bool = False) -> Any:
     """Parse one YAML document. Any failure becomes a RecipeError naming file and line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        return yaml.load(text, Loader=_FastLoader if fast else _Loader)  # noqa: S506 - both are SafeLoaders
     except RecipeError as exc:
         raise RecipeError(exc.message, file=file, line=exc.line, hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
@@ -83,7 +92,7 @@ def loads(text: str, file: Path | str | None = None) -> Any:
         raise RecipeError(f"YAML value cannot be read: {exc}", file=file) from None
 
 
-def load(path: Path) -> tuple[Any, str]:
+def load(path: Path, *, fast: bool = False) -> tuple[Any, str]:
     """Parse a YAML file; returns (data, sha256 of the file's bytes)."""
     try:
         data = path.read_bytes()
@@ -94,4 +103,4 @@ def load(path: Path) -> tuple[Any, str]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise RecipeError("file is not UTF-8 text", file=path, line=line) from None
-    return loads(text, path), hashlib.sha256(data).hexdigest()
+    return loads(text, path, fast=fast), hashlib.sha256(data).hexdigest()
