@@ -20,6 +20,8 @@ from envbuilder.errors import InputError
 # A signature needs at most one line, but the lines it matches first may be taken by more
 # specific ones; this many candidates per pattern is more than the catalogue can take away.
 CANDIDATES_PER_PATTERN = 16
+# A line that matches but lacks its `near` context is looked for again this many times.
+NEAR_OCCURRENCES = 64
 
 
 @dataclass(frozen=True)
@@ -111,32 +113,57 @@ def _near_ok(sig: Signature, text: str, start: int, end: int) -> bool:
     return sig.near_regex.search(text, lo, hi) is not None
 
 
-def _look(text: str, needle: str, probes: list[_Probe], cat: Catalogue, hits: dict[int, set[int]]) -> None:
-    """Run probes on every line that holds needle, until each has its candidates."""
+def _look(hay: str, needle: str, probes: list[_Probe], found: dict[int, dict[str, None]]) -> None:
+    """Run probes on every line of hay that holds needle, until each has its candidates."""
     left = {i: CANDIDATES_PER_PATTERN for i in range(len(probes))}
     pos = 0
     while left:
-        at = text.find(needle, pos)
+        at = hay.find(needle, pos)
         if at < 0:
             return
-        start = text.rfind("\n", 0, at) + 1
-        end = text.find("\n", at)
+        start = hay.rfind("\n", 0, at) + 1
+        end = hay.find("\n", at)
         if end < 0:
-            end = len(text)
-        line = text[start:end]
+            end = len(hay)
+        line = hay[start:end]
         for i in list(left):
             probe = probes[i]
-            sig = cat.signatures[probe.sig]
-            if (
-                any(lit in line for lit in probe.literals)
-                and probe.regex.search(line)
-                and _near_ok(sig, text, start, end)
-            ):
-                hits[probe.sig].add(start)
+            if any(lit in line for lit in probe.literals) and probe.regex.search(line):
+                found[probe.sig][line] = None
                 left[i] -= 1
                 if not left[i]:
                     del left[i]
         pos = end + 1
+
+
+def _distinct_lines(text: str) -> dict[str, int]:
+    """Each line once, in first-seen order, with where it first starts. Big build logs repeat
+    themselves (the same warning for every file that includes a header), so the passes below
+    read a fraction of the text."""
+    first: dict[str, int] = {}
+    pos = 0
+    for line in text.split("\n"):
+        if line not in first:
+            first[line] = pos
+        pos += len(line) + 1
+    return first
+
+
+def _first_start(sig: Signature, text: str, line: str, first: int) -> int | None:
+    """Where line first occurs in text as a whole line with sig's near context; None if nowhere."""
+    if _near_ok(sig, text, first, first + len(line)):
+        return first
+    padded = "\n" + text  # padded[at] is the "\n" before a line that starts at text offset at
+    needle = "\n" + line + "\n"
+    pos = first + 1
+    for _ in range(NEAR_OCCURRENCES):
+        at = padded.find(needle, pos)
+        if at < 0:
+            return None
+        if _near_ok(sig, text, at, at + len(line)):
+            return at
+        pos = at + 1
+    return None
 
 
 def _priority(cat: Catalogue) -> list[int]:
@@ -150,11 +177,16 @@ def scan(text: str, cat: Catalogue | None = None) -> list[Finding]:
     more specific signature."""
     cat = cat or Catalogue.default()
     plan = _plan(cat)
-    hits: dict[int, set[int]] = defaultdict(set)
-    for gate, probes in plan.by_gate.items():
-        _look(text, gate, probes, cat, hits)
-    for literal, probes in plan.by_literal.items():
-        _look(text, literal, probes, cat, hits)
+    first = _distinct_lines(text)
+    hay = "\n".join(first)
+    found: dict[int, dict[str, None]] = defaultdict(dict)  # signature index -> matching lines
+    for needle, probes in (*plan.by_gate.items(), *plan.by_literal.items()):
+        _look(hay, needle, probes, found)
+    hits: dict[int, set[int]] = {}
+    for index, lines in found.items():
+        sig = cat.signatures[index]
+        starts = (_first_start(sig, text, line, first[line]) for line in lines)
+        hits[index] = {s for s in starts if s is not None}
     taken: set[int] = set()
     chosen: list[tuple[int, int]] = []  # (signature index, line start)
     for index in _priority(cat):
