@@ -426,13 +426,29 @@ def _canary(canary: dict[str, Any]) -> None:
         out.print(f"canary run: {'[green]ok[/]' if run.get('ok') else '[red]failed[/]'} {escape(str(run))}")
 
 
-def diagnoses(findings: list[Any], console: Console = out) -> None:
+def diagnoses(
+    findings: list[Any], console: Console | None = None, *, limit: int | None = None, quiet_if_none: bool = False
+) -> None:
+    """Render diagnose findings (envbuilder.diagnose.scan): root causes first, each with its line,
+    cause, fix and the envbuilder command that does the fix; consequences say what they follow.
+
+    Where a step, a smoke run, a verify import or `envbuilder run` fails, call
+    report.diagnoses(diagnose.scan(text), console=report.err, limit=3, quiet_if_none=True)."""
+    console = console or out
     if not findings:
-        console.print("no known error signature found")
-    for f in findings:
-        console.print(f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]")
+        if not quiet_if_none:
+            console.print("no known error signature found")
+        return
+    shown = findings if limit is None else findings[:limit]
+    for f in shown:
+        after = f"  [dim](follows from {', '.join(f.follows)})[/]" if f.follows else ""
+        console.print(
+            f"[bold]{f.signature.id}[/] (line {f.line_number}): [dim]{escape(f.line.strip()[:160])}[/]{after}"
+        )
         command = f"\n  run:   {f.signature.command}" if f.signature.command else ""
         console.print(f"  cause: {escape(f.cause)}\n  fix:   {escape(f.fix)}" + escape(command))
+    if len(shown) < len(findings):
+        console.print(f"[dim]  ... and {len(findings) - len(shown)} more (envbuilder diagnose LOGFILE)[/]")
 
 
 # --- locks (envbuilder/lock/) -------------------------------------------------------------------
@@ -520,3 +536,21 @@ def cache_transfers(title: str, rows: list[dict[str, Any]]) -> None:
             for r in rows
         ],
     )
+
+
+def signature_catalogue(cat: Any) -> None:
+    """`envbuilder diagnose --list`: the known failures, in the order a user meets them."""
+    for category in cat.categories:
+        sigs = [s for s in cat.signatures if s.category == category and s.patterns]
+        if not sigs:
+            continue
+        grid = Table(title=f"{category} ({len(sigs)})", title_justify="left", show_lines=False)
+        for column in ("id", "cause", "fix", "source"):
+            grid.add_column(column, overflow="fold")
+        for s in sigs:
+            fix = s.fix + (f" [{s.command}]" if s.command else "")
+            cascade = " (a consequence)" if s.is_cascade else ""
+            grid.add_row(s.id + cascade, escape(s.cause), escape(fix), escape(", ".join(s.source)))
+        out.print(grid)
+    total = sum(1 for s in cat.signatures if s.patterns)
+    out.print(f"{total} signatures in {cat.file}")

@@ -7,7 +7,10 @@ declared a cascade of it. Clean logs of each kind envbuilder writes are in test_
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -293,3 +296,40 @@ def test_bad_yaml_in_a_catalogue_names_the_line(tmp_path):
     with pytest.raises(RecipeError) as info:
         load(path)
     assert info.value.file == str(path) and info.value.line == 6
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "envbuilder", *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_diagnose_reads_standard_input():
+    log = 'simple_knn.cu(90): error: identifier "FLT_MAX" is undefined\nerror: command \'/usr/local/cuda/bin/nvcc\' failed with exit code 1\n'
+    done = _cli("diagnose", "-", "--json", stdin=log)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [(d["id"], d["line"], d["follows"]) for d in data] == [
+        ("flt-max-undefined", "1", []),
+        ("nvcc-command-failed", "2", ["flt-max-undefined"]),
+    ]
+    text = _cli("diagnose", "-", stdin=log).stdout
+    assert "follows from flt-max-undefined" in text and "run:   envbuilder patch apply RECIPE" in text
+
+
+def test_diagnose_list_prints_the_catalogue():
+    data = json.loads(_cli("diagnose", "--list", "--json").stdout)
+    assert [d["id"] for d in data] == list(CAT.ids)
+    assert all(d["examples"] for d in data if d["patterns"])
+    text = _cli("diagnose", "--list").stdout
+    assert all(f"{c} (" in text for c in CAT.categories) and f"{len(PATTERNED)} signatures" in text
+
+
+def test_diagnose_without_a_log_says_what_to_give(tmp_path):
+    done = _cli("diagnose")
+    assert done.returncode == 2 and "nothing to diagnose" in done.stderr and "--list" in done.stderr
+    missing = _cli("diagnose", str(tmp_path / "none.log"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
