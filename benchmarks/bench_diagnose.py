@@ -54,7 +54,7 @@ def _warning(rng: random.Random) -> str:
         '          detected during instantiation of "void preprocessCUDA<C>(int, int, int, const float3 *, const int *, '
         'const float *, const glm::vec3 *, const glm::vec4 *, float, const float *) [with C=3]"\n'
         "      (838): here\n\n"
-        "  Remark: The warnings can be suppressed with \"-diag-suppress <warning-number>\"\n"
+        '  Remark: The warnings can be suppressed with "-diag-suppress <warning-number>"\n'
     )
     return kind + context
 

@@ -39,7 +39,7 @@ SAMPLES = {
     "cuda-version-mismatch": "RuntimeError: ('The detected CUDA version (%s) mismatches the version that was used to compilePyTorch (%s). Please make sure to use the same CUDA versions.', '12.8', '13.0')",
     "gcc-too-new": "host_config.h:143:2: error: #error -- unsupported GNU version! gcc versions later than 14 are not supported!",
     "torch-gcc-window": "RuntimeError: The current installed version of g++ (14.2.0) is greater than the maximum required version by CUDA 12.8. Please make sure to use an adequate version of g++ (>=6.0.0, <14.0).",
-    "build-isolation-no-torch": "  × Getting requirements to build wheel did not run successfully.\nModuleNotFoundError: No module named 'torch'",
+    "build-isolation-no-torch": "  × Getting requirements to build wheel did not run successfully.\nModuleNotFoundError: No module named 'torch'",  # noqa: RUF001 (pip's own sign)
     "pkg-resources-missing": "ModuleNotFoundError: No module named 'pkg_resources'",
     "pkgutil-impimporter": "AttributeError: module 'pkgutil' has no attribute 'ImpImporter'. Did you mean: 'zipimporter'?",
     "distutils-missing": "ModuleNotFoundError: No module named 'distutils'",
@@ -185,9 +185,11 @@ def test_a_line_is_one_finding():
 
 
 def test_near_tells_build_time_from_run_time():
-    run_time = "Traceback (most recent call last):\n  File \"train.py\", line 1\nModuleNotFoundError: No module named 'torch'"
+    run_time = (
+        "Traceback (most recent call last):\n  File \"train.py\", line 1\nModuleNotFoundError: No module named 'torch'"
+    )
     assert [f.id for f in diagnose.scan(run_time)] == ["torch-not-installed"]
-    build = "  × Getting requirements to build wheel did not run successfully.\n" + run_time
+    build = "  × Getting requirements to build wheel did not run successfully.\n" + run_time  # noqa: RUF001 (pip's own sign)
     assert [f.id for f in diagnose.scan(build)][0] == "build-isolation-no-torch"
     assert diagnose.scan("ZeroDivisionError: division by zero") == []  # not a TalkingGaussian run
 
@@ -268,7 +270,12 @@ def test_a_small_catalogue_loads(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "line", "needle"),
     [
-        ("  cause: c\n  fix: f\n  source: [a/b#1]", "  cause: c\n  fixx: f\n  source: [a/b#1]", 7, "unknown key 'fixx'"),
+        (
+            "  cause: c\n  fix: f\n  source: [a/b#1]",
+            "  cause: c\n  fixx: f\n  source: [a/b#1]",
+            7,
+            "unknown key 'fixx'",
+        ),
         ("'identifier \"FLT_MAX\" is undefined'", "'identifier (FLT_MAX is undefined'", 5, "not a valid regex"),
         ("'identifier \"FLT_MAX\" is undefined'", "'(?i)flt_max is undefined'", 5, "(?i)"),
         ("'identifier \"FLT_MAX\" is undefined'", "'\\d+:\\d+'", 5, "literal of 3+ characters"),
@@ -279,7 +286,12 @@ def test_a_small_catalogue_loads(tmp_path):
         ("  category: run", "  category: runn", 13, "unknown category 'runn'"),
         ("source: a/b#2", "source: a thread", 18, "is not a source"),
         ("  cascade_of: [flt]\n", "  cascade_of: [flt]\n  command: pip install x\n", 16, "not an envbuilder command"),
-        ("  examples:\n  - from: a/b#1\n    text: 'x.cu(1): error: identifier \"FLT_MAX\" is undefined'\n", "", 3, "no examples"),
+        (
+            "  examples:\n  - from: a/b#1\n    text: 'x.cu(1): error: identifier \"FLT_MAX\" is undefined'\n",
+            "",
+            3,
+            "no examples",
+        ),
     ],
 )
 def test_malformed_catalogues_name_file_and_line(tmp_path, old, new, line, needle):
@@ -308,7 +320,7 @@ def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 
 def test_diagnose_reads_standard_input():
-    log = 'simple_knn.cu(90): error: identifier "FLT_MAX" is undefined\nerror: command \'/usr/local/cuda/bin/nvcc\' failed with exit code 1\n'
+    log = "simple_knn.cu(90): error: identifier \"FLT_MAX\" is undefined\nerror: command '/usr/local/cuda/bin/nvcc' failed with exit code 1\n"
     done = _cli("diagnose", "-", "--json", stdin=log)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

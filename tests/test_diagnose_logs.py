@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_smoke import fake_env
 
 from envbuilder import diagnose, proc, smoke
 from envbuilder.steps.verify import IMPORTS
-
-from test_smoke import fake_env
 
 
 def findings(path: Path) -> list[str]:
@@ -93,7 +92,7 @@ def _compile(argv: list[str], locale: str) -> str:
 
 @pytest.mark.compile
 @pytest.mark.parametrize("sid", sorted(SOURCES))
-@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])  # g++ quotes 'x' in C, ‘x’ in UTF-8 locales
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])  # g++ quotes names in ASCII in C, in U+2018/2019 in UTF-8
 def test_nvcc_and_gxx_wordings_of_one_failure_are_both_found(tmp_path, cuda, sid, locale):
     gxx = shutil.which("g++")
     if gxx is None:

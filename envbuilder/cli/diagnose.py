@@ -29,7 +29,9 @@ def _read(name: str) -> str:
     try:
         return Path(name).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
-        raise InputError(f"{name}: cannot read: {exc.strerror}", hint="give a log file, or - to read standard input") from None
+        raise InputError(
+            f"{name}: cannot read: {exc.strerror}", hint="give a log file, or - to read standard input"
+        ) from None
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

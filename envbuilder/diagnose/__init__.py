@@ -11,8 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from envbuilder.diagnose.catalogue import CATALOGUE_FILE, Catalogue, Example, Signature, load, signature_ids
-    from envbuilder.diagnose.scanner import Finding, matches, scan, scan_file
+    from envbuilder.diagnose.catalogue import CATALOGUE_FILE as CATALOGUE_FILE
+    from envbuilder.diagnose.catalogue import Catalogue as Catalogue
+    from envbuilder.diagnose.catalogue import Example as Example
+    from envbuilder.diagnose.catalogue import Signature as Signature
+    from envbuilder.diagnose.catalogue import load as load
+    from envbuilder.diagnose.catalogue import signature_ids as signature_ids
+    from envbuilder.diagnose.scanner import Finding as Finding
+    from envbuilder.diagnose.scanner import matches as matches
+    from envbuilder.diagnose.scanner import scan as scan
+    from envbuilder.diagnose.scanner import scan_file as scan_file
 
 _HOME = {
     "CATALOGUE_FILE": "catalogue",
@@ -26,7 +34,18 @@ _HOME = {
     "scan": "scanner",
     "scan_file": "scanner",
 }
-__all__ = sorted(_HOME)
+__all__ = [
+    "CATALOGUE_FILE",
+    "Catalogue",
+    "Example",
+    "Finding",
+    "Signature",
+    "load",
+    "matches",
+    "scan",
+    "scan_file",
+    "signature_ids",
+]
 
 
 def __getattr__(name: str) -> Any:

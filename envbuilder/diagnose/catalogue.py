@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from envbuilder.recipe.load import Node
 
@@ -97,7 +96,7 @@ class Catalogue:
         return _shipped()
 
 
-def _close(word: str, choices: "list[str] | tuple[str, ...]", cutoff: float = 0.6) -> list[str]:
+def _close(word: str, choices: list[str] | tuple[str, ...], cutoff: float = 0.6) -> list[str]:
     import difflib  # only on an error: importing it costs 25 ms
 
     return difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
@@ -138,7 +137,8 @@ def _sources(node: Node) -> tuple[str, ...]:
         text = item.string(expected="a thread owner/repo#N or 'envbuilder: what was seen'")
         if not SOURCE_RE.match(text):
             raise item.error(
-                f"{text!r} is not a source", hint="write owner/repo#N (the thread), or 'envbuilder: ...' for its own runs"
+                f"{text!r} is not a source",
+                hint="write owner/repo#N (the thread), or 'envbuilder: ...' for its own runs",
             )
         out.append(text)
     if not out:
@@ -208,7 +208,7 @@ def _resolve_cascades(
 ) -> list[Signature]:
     ids = [s.id for s in sigs]
     out = []
-    for sig, refs in zip(sigs, cascades):
+    for sig, refs in zip(sigs, cascades, strict=True):
         resolved: list[str] = []
         for ref, node in refs:
             if ref == sig.id:
@@ -229,8 +229,8 @@ def _resolve_cascades(
 
 def load(path: Path = CATALOGUE_FILE) -> Catalogue:
     """Read and check a catalogue file. Errors are RecipeError with file:line."""
-    from envbuilder.recipe.load import Node
     from envbuilder.recipe import yamlfile
+    from envbuilder.recipe.load import Node
 
     data, _ = yamlfile.load(path, fast=True)
     root = Node(data, path, "", getattr(data, "line", 1))

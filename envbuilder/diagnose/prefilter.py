@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 try:  # Python 3.11+ moved the regex parser; its tree is the only exact account of a pattern
-    import re._constants as _c  # type: ignore[import-not-found]
-    import re._parser as _parser  # type: ignore[import-not-found]
+    import re._constants as _c  # type: ignore[import-not-found,unused-ignore]
+    import re._parser as _parser  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # Python 3.10
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _parser  # type: ignore[no-redef]
+    import sre_constants as _c  # type: ignore[no-redef,unused-ignore]
+    import sre_parse as _parser  # type: ignore[no-redef,unused-ignore]
 
 # Substrings shared by many signatures' lines and rare in clean build logs. A pattern whose every
 # match contains one of them is tested only on the lines that hold it (one pass per gate).
@@ -77,7 +78,7 @@ class NoLiteral(ValueError):
     """The pattern can match without any literal text the prefilter could look for."""
 
 
-def _tree(parsed: _parser.SubPattern) -> Seq:  # type: ignore[name-defined]
+def _tree(parsed: Any) -> Seq:  # a re._parser.SubPattern (private, untyped)
     items: list[Lit | Seq | Alt] = []
     run: list[str] = []
 

@@ -85,7 +85,7 @@ def _plan(cat: Catalogue) -> _Plan:
     by_gate: dict[str, list[_Probe]] = defaultdict(list)
     by_literal: dict[str, list[_Probe]] = defaultdict(list)
     for index, sig in enumerate(cat.signatures):
-        for text, regex in zip(sig.patterns, sig.regexes):
+        for text, regex in zip(sig.patterns, sig.regexes, strict=True):
             gates, literals = prefilter.plan(text)
             probe = _Probe(index, regex, tuple(literals))
             for needle in gates or literals:
