@@ -123,6 +123,14 @@ def test_each_signature_finds_its_own_examples_first(sid, index):
 
 
 @pytest.mark.parametrize("sid", [s.id for s in PATTERNED])
+def test_every_pattern_of_a_signature_has_an_example_line(sid):
+    sig = CAT.get(sid)
+    lines = [line for e in sig.examples for line in e.text.splitlines()]
+    for pattern, regex in zip(sig.patterns, sig.regexes, strict=True):
+        assert any(regex.search(line) for line in lines), f"{sid}: no example shows {pattern!r}"
+
+
+@pytest.mark.parametrize("sid", [s.id for s in PATTERNED])
 def test_no_signature_matches_anothers_example_unless_a_declared_cascade(sid):
     sig = CAT.get(sid)
     for other in PATTERNED:
