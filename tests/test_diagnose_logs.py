@@ -80,6 +80,8 @@ def test_a_failed_verify_import_names_its_cause(tmp_path):
 SOURCES = {
     "flt-max-undefined": "float biggest() { return FLT_MAX; }\n",
     "cstdint-missing": "#include <vector>\nstruct Buffers { std::uintptr_t base; uint32_t* keys; uint64_t* ids; };\n",
+    "thrust-sequence": "#include <thrust/device_vector.h>\n"
+    "void ramp(thrust::device_vector<int>& v) { thrust::sequence(v.begin(), v.end()); }\n",
 }
 
 
@@ -100,6 +102,7 @@ def test_nvcc_and_gxx_wordings_of_one_failure_are_both_found(tmp_path, cuda, sid
     for name in ("x.cu", "x.cpp"):
         (tmp_path / name).write_text(SOURCES[sid])
     nvcc = _compile([str(cuda.nvcc), "-std=c++17", "-c", str(tmp_path / "x.cu"), "-o", os.devnull], locale)
-    host = _compile([gxx, "-std=c++17", "-c", str(tmp_path / "x.cpp"), "-o", os.devnull], locale)
+    includes = [f"-I{cuda.root / 'include'}", f"-I{cuda.root / 'include' / 'cccl'}"]  # thrust for g++ too
+    host = _compile([gxx, "-std=c++17", *includes, "-c", str(tmp_path / "x.cpp"), "-o", os.devnull], locale)
     assert [f.id for f in diagnose.scan(nvcc)][:1] == [sid], nvcc
     assert [f.id for f in diagnose.scan(host)][:1] == [sid], host
