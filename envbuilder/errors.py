@@ -130,7 +130,7 @@ class StepFailed(EnvbuilderError):
         log: Path | None = None,
         tail: str = "",
         hint: str | None = None,
-        diagnoses: list[dict[str, str]] | None = None,
+        diagnoses: list[dict[str, object]] | None = None,
     ) -> None:
         super().__init__(f"step '{step}' failed: {message}", hint=hint)
         self.step = step

@@ -61,8 +61,10 @@ class Uv(Installer):
     name = "uv"
 
     def install(self, requirements: Sequence[str], *, options: Sequence[str] = ()) -> None:
-        if requirements:
-            self.ctx.run(["uv", "pip", "install", "--python", self.python, *options, *requirements])
+        from envbuilder.lock.tools import ensure_tools
+
+        if requirements:  # envbuilder's own uv: none need be on PATH
+            self.ctx.run([ensure_tools().uv, "pip", "install", "--python", self.python, *options, *requirements])
 
 
 def for_env(name: str, ctx: StepContext) -> Installer:

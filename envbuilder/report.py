@@ -44,10 +44,9 @@ def error(exc: EnvbuilderError) -> None:
         if exc.log:
             err.print(f"  full log: {escape(str(exc.log))}")
         for d in exc.diagnoses:
-            err.print(f"  [yellow]diagnosis[/] ({d['id']}): {escape(d['cause'])}")
-            err.print(
-                f"    fix: {escape(d['fix'])}" + (f"  [dim]({escape(d['command'])})[/]" if d.get("command") else "")
-            )
+            err.print(f"  [yellow]diagnosis[/] ({d['id']}): {escape(str(d['cause']))}")
+            command = f"  [dim]({escape(str(d['command']))})[/]" if d.get("command") else ""
+            err.print(f"    fix: {escape(str(d['fix']))}" + command)
     if exc.hint and not (isinstance(exc, StepFailed) and exc.diagnoses):
         err.print(f"  [cyan]hint:[/] {escape(exc.hint)}")
 

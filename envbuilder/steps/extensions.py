@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from envbuilder.cache import WheelCache
     from envbuilder.host.compat import Arch
     from envbuilder.installer import Installer
+    from envbuilder.remote import Remote
 
 NAME = "extensions"
 DEPENDS: tuple[str, ...] = ("toolchain", "patches", "wheels")
@@ -109,13 +111,19 @@ class _Job:
     key_data: Data
     locked_key: str | None  # the lock's, when this build matches it
     log: Path
+    source_ref: dict[str, str | None]  # the repository it comes from: url, commit, path (cache metadata)
     wheel: Path | None = None
     cache: str = ""
     seconds: float = 0.0
 
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Keys whose wheel will do: the lock's (built where the lock was made) first."""
+        return tuple(dict.fromkeys(k for k in (self.locked_key, self.key) if k))
+
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
-    from envbuilder import cache, installer
+    from envbuilder import cache, compilecache, installer
 
     tool = installer.for_env(deps["venv"]["installer"], ctx)
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
@@ -129,18 +137,33 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
         )
     archs = parse_arch_list(inputs.build_env["TORCH_CUDA_ARCH_LIST"])
     store = cache.WheelCache(cache_dir() / "wheels")
+    share = _shared_cache(ctx)
     jobs = [_job(ctx, inputs, deps, b, env) for b in inputs.extensions]
-    for job in jobs:
-        _from_cache(ctx, store, job, archs)
-    todo = [job for job in jobs if job.wheel is None]
-    how = schedule(int(inputs.build_env["MAX_JOBS"]), len(todo), len(archs))
-    if todo:
+    cached = {id(j) for j in jobs if any(store.lookup(k, archs)[0] for k in j.candidates)}
+    how = schedule(int(inputs.build_env["MAX_JOBS"]), len(jobs) - len(cached), len(archs))
+    if len(cached) < len(jobs):
+        names = ", ".join(j.build.name for j in jobs if id(j) not in cached)
         ctx.note(
-            f"compiling {', '.join(j.build.name for j in todo)} for {env['TORCH_CUDA_ARCH_LIST']}: {how.describe(len(todo))}"
+            f"{names}: not in the local cache; if nothing shares them, they compile {how.describe(len(jobs) - len(cached))}"
         )
-    run_all(todo, lambda job: _compile(ctx, tool, store, job, how, archs), how.concurrent)
+    with (
+        compilecache.wrapped(env, ctx.layout.prefix, ctx.note) if len(cached) < len(jobs) else nullcontext(env) as ready
+    ):
+        extra = {k: v for k, v in ready.items() if env.get(k) != v}  # the compile cache's variables
+        run_all(jobs, lambda job: _obtain(ctx, tool, store, share, job, how, archs, extra), how.concurrent)
     built = [_install(ctx, tool, job) for job in jobs]
     return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
+
+
+def _shared_cache(ctx: StepContext) -> Remote | None:
+    """`build --cache REMOTE` / $ENVBUILDER_CACHE_REMOTE; unreachable or refusing it only means compiling."""
+    from envbuilder import remote
+
+    try:
+        return remote.from_environment()
+    except EnvbuilderError as exc:
+        ctx.note(f"warning: the shared cache is not used: {exc.message}")
+        return None
 
 
 def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, str]) -> _Job:
@@ -172,32 +195,103 @@ def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, 
                 f"{b.name}: the lock's key {locked[:12]} names a build with another toolchain; this host's is {key[:12]}"
             )
     log = ctx.log.with_name(f"{ctx.log.stem}.{b.name}.log")
-    return _Job(b, source, build_env, key, key_data, matches, log)
+    tree = deps["sources"].get("extensions", {}).get(b.name) or deps["sources"]
+    ref = {"url": tree.get("git"), "commit": tree.get("commit"), "path": b.path}
+    return _Job(b, source, build_env, key, key_data, matches, log, ref)
 
 
-def _from_cache(ctx: StepContext, store: WheelCache, job: _Job, archs: tuple[Arch, ...]) -> None:
+def _obtain(
+    ctx: StepContext,
+    tool: Installer,
+    store: WheelCache,
+    share: Remote | None,
+    job: _Job,
+    how: Schedule,
+    archs: tuple[Arch, ...],
+    extra: dict[str, str],
+) -> None:
+    """The job's wheel: the local cache, the shared cache, else a compile. Under the key's claim,
+    so two builds on one machine that need the same missing extension compile it once."""
+    with store.claim(job.key) as claim:
+        if claim.waited:
+            ctx.note(f"{job.build.name}: waited {claim.seconds:.0f} s for another build of key {job.key[:12]}")
+        if _from_cache(ctx, store, job, archs) or (share and _from_share(ctx, store, share, job, archs)):
+            return
+        _compile(ctx, tool, store, job, how, archs, extra)
+    if share is not None and os.environ.get(PUSH_VAR):
+        _publish(ctx, share, store, job)
+
+
+PUSH_VAR = "ENVBUILDER_CACHE_PUSH"  # set by build --cache REMOTE --push
+
+
+def _from_cache(ctx: StepContext, store: WheelCache, job: _Job, archs: tuple[Arch, ...]) -> bool:
     """The lock's wheel first (built where the lock was made), then this host's."""
-    for key in dict.fromkeys(k for k in (job.locked_key, job.key) if k):
-        cached, why = store.lookup(key, archs)
+    for key in job.candidates:
+        cached, why = store.lookup(key, archs, recipe=ctx.layout.recipe)
         if cached is not None:
             job.wheel = ctx.layout.wheels / cached.name
             shutil.copyfile(cached, job.wheel)
             job.cache, job.key = "hit", key
             ctx.note(f"{job.build.name}: cached wheel {cached.name} (key {key[:12]}), no compile")
-            return
+            return True
         if why != "not cached":
             ctx.note(f"{job.build.name}: {why}")
+    return False
+
+
+def _from_share(ctx: StepContext, store: WheelCache, share: Remote, job: _Job, archs: tuple[Arch, ...]) -> bool:
+    from envbuilder import remote
+
+    for key in job.candidates:
+        started = time.monotonic()
+        try:
+            wheel, reason = remote.restore(share, store, key, archs, recipe=ctx.layout.recipe)
+        except EnvbuilderError as exc:
+            ctx.note(f"warning: {job.build.name}: shared cache {share.url}: {exc.message}; compiling instead")
+            return False
+        if wheel is not None:
+            job.wheel = ctx.layout.wheels / wheel.name
+            shutil.copyfile(wheel, job.wheel)
+            job.cache, job.key = "shared", key
+            job.seconds = round(time.monotonic() - started, 1)
+            ctx.note(f"{job.build.name}: {reason} ({job.seconds:.1f} s), no compile")
+            return True
+        ctx.note(f"{job.build.name}: {share.url}: {reason}")
+    return False
+
+
+def _publish(ctx: StepContext, share: Remote, store: WheelCache, job: _Job) -> None:
+    if job.cache not in ("cached", "already cached") or job.wheel is None:
+        return
+    try:
+        done = share.publish(
+            job.key, job.wheel, {"inputs": job.key_data, "recipe": ctx.layout.recipe, "source": job.source_ref}
+        )
+        ctx.note(f"{job.build.name}: {done.status} to {share.url} as {done.tag}")
+    except EnvbuilderError as exc:
+        ctx.note(f"warning: {job.build.name}: not pushed to {share.url}: {exc.message}")
 
 
 def _compile(
-    ctx: StepContext, tool: Installer, store: WheelCache, job: _Job, how: Schedule, archs: tuple[Arch, ...]
+    ctx: StepContext,
+    tool: Installer,
+    store: WheelCache,
+    job: _Job,
+    how: Schedule,
+    archs: tuple[Arch, ...],
+    extra: dict[str, str],
 ) -> None:
     started = time.monotonic()
-    env = with_threads({**job.env, "MAX_JOBS": str(how.jobs_each)}, how.nvcc_threads)
+    env = with_threads({**job.env, **extra, "MAX_JOBS": str(how.jobs_each)}, how.nvcc_threads)
     if how.concurrent > 1:
-        ctx.note(f"{job.build.name}: log {job.log}")
+        ctx.note(f"compiling {job.build.name} (log {job.log})")
+    else:
+        ctx.note(f"compiling {job.build.name} for {env['TORCH_CUDA_ARCH_LIST']} ({how.describe(1)})")
     job.wheel = _build(ctx, tool, job.build.name, job.source, env, job.log if how.concurrent > 1 else None)
-    job.cache = store.store(job.key, job.wheel, job.key_data, archs)
+    job.cache = store.store(
+        job.key, job.wheel, job.key_data, archs, metadata={"recipe": ctx.layout.recipe, "source": job.source_ref}
+    )
     if job.cache not in ("cached", "already cached"):
         ctx.note(f"warning: {job.build.name}: {job.cache}")
     job.seconds = round(time.monotonic() - started, 1)

