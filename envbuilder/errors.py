@@ -169,7 +169,11 @@ class SmokeError(EnvbuilderError):
 
 
 class SmokeFailed(EnvbuilderError):
-    """A smoke step ran and failed its checks."""
+    """A smoke step ran and failed its checks; `log` is that step's own log (diagnosis reads it)."""
+
+    def __init__(self, message: str, *, log: Path | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.log = log
 
 
 # --- locks (envbuilder/lock/) ------------------------------------------------------------------

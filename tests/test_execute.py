@@ -162,3 +162,24 @@ def test_refuses_a_foreign_directory(tmp_path):
     with pytest.raises(InputError, match="not an envbuilder environment"):
         execute(plan(prefix), runners=Recorder().steps())
     assert sorted(p.name for p in prefix.iterdir()) == ["thesis.tex"]
+
+
+def test_a_failed_smoke_step_is_diagnosed_from_its_own_log(tmp_path):
+    """The smoke step's failure names the smoke command's log; diagnosis reads that one."""
+    from envbuilder.errors import SmokeFailed
+
+    own = tmp_path / "smoke-train.log"
+    own.write_text(
+        "Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    )
+    rec = Recorder()
+    steps = rec.steps()
+
+    def smoke(ctx, inputs, deps):
+        raise SmokeFailed("smoke step train failed: exit 1", log=own)
+
+    steps["smoke"] = smoke
+    with pytest.raises(StepFailed) as info:
+        execute(plan(tmp_path / "env"), runners=steps)
+    assert "cuda-out-of-memory" in [d["id"] for d in info.value.diagnoses]
+    assert info.value.log == own

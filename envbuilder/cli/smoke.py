@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from envbuilder import report, smoke
+    from envbuilder import diagnose, report, smoke
     from envbuilder.context import Layout
     from envbuilder.host.gpu import find_gpus
 
@@ -45,8 +45,15 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         )
     note = None if args.json else (lambda text: report.err.print(f"  {text}"))
     result = smoke.run(recipe, layout.prefix, stub_assets=args.stub_assets, note=note)
+    found = {s.name: diagnose.scan_file(Path(s.log)) for s in result.steps if s.status == "failed" and s.log}
     if args.json:
-        report.print_json({**result.to_json(), "exit_code": result.exit_code})
+        data = result.to_json()
+        for step in data["steps"]:
+            if step["name"] in found:
+                step["diagnoses"] = [f.to_json() for f in found[step["name"]]]
+        report.print_json({**data, "exit_code": result.exit_code})
     else:
         report.smoke_run(result.to_json())
+        for findings in found.values():
+            report.diagnoses(findings, report.err, limit=3, quiet_if_none=True)
     return result.exit_code

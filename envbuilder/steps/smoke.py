@@ -7,6 +7,7 @@ so no manifest calls an env ready that cannot train."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 from envbuilder import __version__, datasets
@@ -102,6 +103,7 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
         failed = next(s for s in result.steps if s.status == "failed")
         raise SmokeFailed(
             f"smoke step {failed.name} failed: {failed.detail}",
+            log=Path(failed.log) if failed.log else None,
             hint=f"its log: {failed.log}; fix and re-run `envbuilder smoke {recipe.name}`",
         )
     outputs: Outputs = {**result.to_json(), "verdict": result.verdict}  # type: ignore[typeddict-item]
