@@ -553,3 +553,25 @@ def signature_catalogue(cat: Any) -> None:
         out.print(grid)
     total = sum(1 for s in cat.signatures if s.patterns)
     out.print(f"{total} signatures in {cat.file}")
+
+
+def bundle_made(made: Any, parts: Path | None) -> None:
+    out.print(f"[green]bundle[/] {escape(str(made.root))}: {made.files} files, {_size(made.size)}")
+    for name, size in made.largest:
+        out.print(f"  {_size(size):>9}  {escape(name)}")
+    if made.without:
+        out.print(
+            f"  left out for the base: {escape(', '.join(made.without[:6]))}" + (" …" if len(made.without) > 6 else "")
+        )
+    for name, state in made.extensions.items():
+        out.print(f"  extension {name}: {escape(state)}")
+    if parts is not None:
+        out.print(f"  parts: {escape(str(parts))} (join with `envbuilder bundle join {escape(str(parts))}`)")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"

@@ -14,6 +14,7 @@ from envbuilder import __version__
 from envbuilder.cli import (
     assets,
     build,
+    bundle,
     cache,
     diagnose,
     doctor,
@@ -28,9 +29,9 @@ from envbuilder.cli import (
 )
 from envbuilder.errors import EXIT_INTERRUPTED, EnvbuilderError
 
-GROUPS = (recipes, build, lock, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose)
+GROUPS = (recipes, build, lock, bundle, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose)
 # command -> how its older spellings become today's (nested verbs came later)
-REWRITES = {"assets": assets.rewrite, "patch": patch.rewrite}
+REWRITES = {"assets": assets.rewrite, "patch": patch.rewrite, "bundle": bundle.rewrite}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--cuda", help="CUDA version the lock is for (12.8, 13.0); need not be installed here")
     p.add_argument("--python", help="Python version the lock is for (3.12). Default: as `plan` picks it")
     p.add_argument("--platform", help="target platform, as uv names it. Default: x86_64-manylinux_2_28")
+    p.add_argument(
+        "--torch",
+        metavar="VERSION",
+        help="lock against this torch (the one a base provides, e.g. 2.11.0 for a cluster's torch module); "
+        "must fit the recipe's torch pin",
+    )
+    p.add_argument(
+        "--base",
+        type=Path,
+        metavar="FREEZE",
+        help="a `pip freeze` of the base the env will sit on (--system-site-packages): its versions are kept "
+        "where the recipe allows them, so a bundle made --without base need not carry them",
+    )
     p.add_argument("--output", "-o", type=Path, help="lock file to write. Default: ./pylock.<recipe>.toml")
     p.add_argument(
         "--check", type=Path, metavar="FILE", help="resolve afresh and compare with FILE: exit 1 on any change"
@@ -51,6 +64,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="the index for everything but the torch family (default: PyPI or pip's index-url)",
     )
+    p.add_argument(
+        "--mirror", type=Path, metavar="DIR", help="local git mirrors to read the sources from (as build --mirror)"
+    )
     add_json_option(p)
     add_recipes_option(p)
     # make_plan reads these build options; a lock needs none of them
@@ -58,7 +74,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         func=cmd_lock,
         prefix=None,
         jobs=None,
-        mirror=None,
         system_site_packages=False,
         installer="auto",
         no_smoke=True,
@@ -70,6 +85,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from envbuilder import report
+    from envbuilder.lock.base import base_constraints, with_torch
     from envbuilder.lock.diff import diff_locks
     from envbuilder.lock.freeze import freeze_env
     from envbuilder.lock.indexes import IndexConfig, from_pip_config
@@ -100,6 +116,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
     request = Request.from_wheels_inputs(
         plan.step("wheels").inputs, Target(python, args.platform or default_platform())
     )
+    if args.torch:
+        request = with_torch(request, args.torch)
+    if args.base:
+        indexes = replace(indexes, constraints=(*indexes.constraints, base_constraints(args.base)))
     part = part_from_plan(plan)
     output = args.output or Path(lock_filename(plan.recipe.name))
 

@@ -79,6 +79,10 @@ def install_lock(
     files = verify_files(lock, lock_dir=lock_dir, cache=cache)
     note(f"verified {len(files)} files (sha256 and size)")
     late = set(lock.envbuilder.no_build_isolation) if lock.envbuilder else set()
+    if lock.package("setuptools") and lock.package("wheel"):
+        # every sdist builds against the env's locked setuptools: no build isolation, so nothing
+        # is fetched for it (offline machines) and its build tools are the locked ones
+        late |= {p.name for p in lock.packages if p.artifact.kind == "sdist"}
     first = lock.without(sorted(late))
     second = lock.only(sorted(late))
     with tempfile.TemporaryDirectory(prefix="envbuilder-install-") as tmp:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import platform as host_platform
 import re
 from dataclasses import dataclass
@@ -19,8 +20,16 @@ _LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinu
 
 
 def default_platform() -> str:
+    """This machine's platform (its glibc decides which manylinux wheels it can run: open3d 0.19
+    has only manylinux_2_35 wheels), else manylinux_2_28 where the glibc cannot be read."""
     machine = host_platform.machine() or "x86_64"
-    return f"{'aarch64' if machine in ('arm64', 'aarch64') else machine}-manylinux_{DEFAULT_GLIBC}"
+    arch = "aarch64" if machine in ("arm64", "aarch64") else machine
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        glibc = ""
+    found = re.fullmatch(r"glibc (\d+)\.(\d+)", glibc)
+    return f"{arch}-manylinux_{found.group(1)}_{found.group(2)}" if found else f"{arch}-manylinux_{DEFAULT_GLIBC}"
 
 
 def check_platform(platform: str) -> str:

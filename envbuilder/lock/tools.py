@@ -25,6 +25,7 @@ from envbuilder.paths import cache_dir
 PIP_MIN = Version("26.1")  # `pip install -r pylock.toml` (experimental in 26.1)
 UV_MIN = Version("0.12")  # pylock `size` checked, empty `packages` refused (uv 0.12.0)
 REQUIREMENTS = [f"pip>={PIP_MIN}", f"uv>={UV_MIN}"]
+OFFLINE_VAR = "ENVBUILDER_TOOLS_FROM"  # a folder of pip and uv wheels to install them from, offline
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,13 @@ def ensure_tools(python: str | Path | None = None, *, root: Path | None = None) 
         partial = venv.with_name("venv.partial")
         shutil.rmtree(partial, ignore_errors=True)
         base = str(python or sys.executable)
+        # an offline machine installs them from a bundle's tools/ folder (build --bundle)
+        offline = os.environ.get(OFFLINE_VAR)
+        source = ["--no-index", "--find-links", offline] if offline else []
         try:
             proc.capture([base, "-m", "venv", str(partial)], timeout=300)
-            proc.capture(
-                [
-                    str(partial / "bin" / "python"),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    *REQUIREMENTS,
-                ],
-                timeout=600,
-            )
+            pip = [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            proc.capture([*pip, *source, *REQUIREMENTS], timeout=600)
         except CommandFailed as exc:
             shutil.rmtree(partial, ignore_errors=True)
             raise ToolsUnavailable(

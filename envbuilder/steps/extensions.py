@@ -129,6 +129,7 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     ctx.layout.wheels.mkdir(parents=True, exist_ok=True)
     cuda_home = Path(inputs.build_env["CUDA_HOME"])
     env = ctx.env(inputs.build_env, path_first=[cuda_home / "bin"])
+    keyed = dict(env)  # torch's own nvidia headers, added below, follow from torch and the toolkit (both keyed)
     extra_includes = _wheel_cuda_includes(cuda_home, deps["venv"])
     if extra_includes:
         env["CPATH"] = os.pathsep.join([*extra_includes, *filter(None, [env.get("CPATH")])])
@@ -138,7 +139,7 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     archs = parse_arch_list(inputs.build_env["TORCH_CUDA_ARCH_LIST"])
     store = cache.WheelCache(cache_dir() / "wheels")
     share = _shared_cache(ctx)
-    jobs = [_job(ctx, inputs, deps, b, env) for b in inputs.extensions]
+    jobs = [_job(ctx, inputs, deps, b, env, keyed) for b in inputs.extensions]
     cached = {id(j) for j in jobs if any(store.lookup(k, archs)[0] for k in j.candidates)}
     how = schedule(int(inputs.build_env["MAX_JOBS"]), len(jobs) - len(cached), len(archs))
     if len(cached) < len(jobs):
@@ -166,7 +167,9 @@ def _shared_cache(ctx: StepContext) -> Remote | None:
         return None
 
 
-def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, str]) -> _Job:
+def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, str], keyed: dict[str, str]) -> _Job:
+    """What building b needs: where, with what, under which key. `keyed` is the env its key reads:
+    as `envbuilder lock` sees it, before the extras a build adds (torch's nvidia headers)."""
     from envbuilder import cache
 
     source = extension_dir(deps["sources"], b.name, b.path)
@@ -174,8 +177,9 @@ def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, 
         raise InputError(f"extension {b.name}: no setup.py or pyproject.toml in {source}")
     shutil.rmtree(source / "build", ignore_errors=True)  # objects from another arch list must not be reused
     build_env = {**env, **dict(b.extension.build_env)}
+    key_env = {**keyed, **dict(b.extension.build_env)}
     torch, prefix = deps["wheels"]["torch"], ctx.layout.prefix
-    key_data = content_key_inputs(b, source, build_env, inputs.build_env, deps["toolchain"], torch, prefix)
+    key_data = content_key_inputs(b, source, key_env, inputs.build_env, deps["toolchain"], torch, prefix)
     key = cache.wheel_key(key_data)
     locked = dict(inputs.locked).get(b.name)
     matches = None
@@ -184,7 +188,7 @@ def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, 
         own = deps["toolchain"]
         as_locked = {**own, "nvcc": facts.get("nvcc", own["nvcc"]), "gcc": facts.get("gcc", own["gcc"])}
         as_locked["python"] = {**own["python"], "abi": facts.get("abi", own["python"]["abi"])}
-        again = cache.wheel_key(content_key_inputs(b, source, build_env, inputs.build_env, as_locked, torch, prefix))
+        again = cache.wheel_key(content_key_inputs(b, source, key_env, inputs.build_env, as_locked, torch, prefix))
         matches = locked if again == locked else None
         if matches is None:
             ctx.note(

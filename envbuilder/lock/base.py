@@ -1,0 +1,68 @@
+"""Locking for an env that sits on a base (a cluster's torch module, an NGC container, a
+--system-site-packages venv): the torch the base has, and the versions of everything else it has.
+
+`--torch 2.11.0` pins the torch family's head to the base's torch, so nothing else is chosen for
+another torch. `--base FREEZE` turns a `pip freeze` of the base into constraints: where the recipe
+allows the base's version, the lock takes it, and the build (which sees the base through
+--system-site-packages) finds it installed already, so a bundle need not carry it."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envbuilder.errors import InputError
+from envbuilder.lock.resolve import Request
+
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+def with_torch(request: Request, version: str) -> Request:
+    """The request with torch pinned to `version` (its public part: 2.11.0+cu130 -> 2.11.0, the
+    CUDA build comes from the recipe's index)."""
+    try:
+        public = Version(version).public
+    except InvalidVersion:
+        raise InputError(f"--torch {version!r} is not a version", hint="e.g. --torch 2.11.0") from None
+    torch = []
+    for text in request.torch:
+        req = Requirement(text)
+        if canonicalize_name(req.name) == "torch":
+            if req.specifier and not req.specifier.contains(public, prereleases=True):
+                raise InputError(f"--torch {version}: the recipe asks for torch{req.specifier}")
+            text = f"torch=={public}"
+        torch.append(text)
+    return replace(request, torch=tuple(torch))
+
+
+def base_constraints(freeze: Path) -> Path:
+    """A constraints file from a `pip freeze`: exact pins of released versions, without the torch
+    family (pinned by --torch) and without what cannot be pinned (editables, URLs, local builds)."""
+    try:
+        lines = freeze.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"--base {freeze}: {exc.strerror}") from None
+    keep = []
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text or text.startswith("-"):
+            continue
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            raise InputError(f"{freeze}:{number}: not a pip freeze line: {line!r}") from None
+        pins = [s for s in req.specifier if s.operator == "=="]
+        if req.url or len(pins) != 1 or "+" in pins[0].version or canonicalize_name(req.name) in TORCH_FAMILY:
+            continue
+        if not re.fullmatch(r"[0-9][0-9.]*([abrc]+[0-9]+)?(\.post[0-9]+)?", pins[0].version):
+            continue
+        keep.append(f"{req.name}=={pins[0].version}")
+    out = Path(tempfile.mkdtemp(prefix="envbuilder-base-")) / "base-constraints.txt"
+    out.write_text("\n".join(keep) + "\n")
+    return out
