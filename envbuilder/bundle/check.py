@@ -111,19 +111,29 @@ def target_problem(data: dict[str, Any], python: Version, glibc: str | None, mac
     return None
 
 
-def torch_problem(expected: dict[str, Any] | None, found: dict[str, str]) -> str | None:
-    """--without torch: the base must have the torch the bundle was locked for (same release,
-    same CUDA build); `found` is name -> version of what the env sees."""
-    if not expected:
+def base_problem(provided: dict[str, str], found: dict[str, str]) -> str | None:
+    """A bundle made for a base (--without torch, --base FREEZE) left these packages out: the env
+    must see each at its version (torch by its release: 2.11.0 is 2.11.0+cu130). `found` is
+    name -> version of what the env sees."""
+    from packaging.utils import canonicalize_name
+
+    have = {canonicalize_name(k): v for k, v in found.items()}
+    wrong = []
+    for name, want in sorted(provided.items()):
+        got = have.get(canonicalize_name(name))
+        if got is None:
+            wrong.append(f"{name} {want} (not there)")
+        elif not _same(got, want):
+            wrong.append(f"{name} {want} (found {got})")
+    if not wrong:
         return None
-    have = {k.lower(): v for k, v in found.items()}.get("torch")
-    want = str(expected.get("version", ""))
-    if have is None:
-        return f"the bundle leaves torch out for a base that has torch {want}, but this env sees no torch (build with --system-site-packages on that base)"
+    return (
+        f"the bundle was made for a base that provides {len(provided)} packages; this env lacks: {'; '.join(wrong[:6])}"
+    )
+
+
+def _same(got: str, want: str) -> bool:
     try:
-        same = Version(have).public == Version(want).public
+        return Version(got).public == Version(want).public
     except InvalidVersion:
-        same = have == want
-    if not same:
-        return f"the bundle was locked for a base with torch {want}; this env sees torch {have}"
-    return None
+        return got == want

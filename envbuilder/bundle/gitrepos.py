@@ -33,7 +33,11 @@ class _Runner:
 
 
 def write(repos: dict[str, set[str]], out: Path, *, mirror: Path | None, note: Callable[[str], None]) -> dict[str, str]:
-    """One bundle per URL in `repos` (url -> commits), into out/; returns url -> file name."""
+    """One bundle per URL in `repos` (url -> commits), into out/; returns url -> file name.
+
+    A local copy that lacks objects of its own history (a partial clone: git bundle then fails
+    with "unable to read") travels as the bare repository folder itself, <name>.git/, and gives
+    the offline machine exactly the checkout this one gets."""
     out.mkdir(parents=True, exist_ok=True)
     names: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="envbuilder-bundle-git-") as tmp:
@@ -46,8 +50,18 @@ def write(repos: dict[str, set[str]], out: Path, *, mirror: Path | None, note: C
             assert local is not None
             name = mirror_candidates(Path(), url)[0].name
             names[url] = f"{name}.bundle"
-            _bundle(local, sorted(commits), out / names[url], Path(tmp) / name)
-            note(f"git bundle {names[url]}: {len(commits)} commit(s) of {url}")
+            try:
+                _bundle(local, sorted(commits), out / names[url], Path(tmp) / name)
+                note(f"git bundle {names[url]}: {len(commits)} commit(s) of {url}")
+            except EnvbuilderError as exc:
+                if "unable to read" not in exc.message:
+                    raise
+                names[url] = f"{name}.git"
+                shutil.copytree(_bare(local), out / names[url], symlinks=True)
+                note(
+                    f"warning: {url}: its local copy {local} lacks objects of its history, so no git bundle "
+                    f"can be made; carried as the repository folder {names[url]}"
+                )
     (out / REPOS).write_text(json.dumps(names, indent=1, sort_keys=True) + "\n")
     return names
 
@@ -64,6 +78,10 @@ def _bundle(local: Path, commits: list[str], dest: Path, scratch: Path) -> None:
     partial.rename(dest)
 
 
+def _bare(repo: Path) -> Path:
+    return repo / ".git" if (repo / ".git").is_dir() else repo
+
+
 def restore(bundle: Path, into: Path) -> Path:
     """The bundle's repositories as bare mirrors under `into` (made once, whole); returns the
     folder to pass as the sources step's mirror."""
@@ -78,6 +96,10 @@ def restore(bundle: Path, into: Path) -> Path:
             continue
         partial = dest.with_name(dest.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
+        if file.endswith(".git"):  # a repository folder (see write)
+            shutil.copytree(bundle / "git" / file, partial, symlinks=True)
+            partial.rename(dest)
+            continue
         try:
             proc.capture([*GIT, "clone", "--mirror", "--quiet", str(bundle / "git" / file), str(partial)], timeout=1800)
         except EnvbuilderError as exc:

@@ -50,6 +50,7 @@ def make(
     output: Path,
     *,
     without_torch: bool = False,
+    base_freeze: Path | None = None,
     mirror: Path | None = None,
     note: Note = lambda _t: None,
 ) -> Made:
@@ -70,9 +71,13 @@ def make(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        left_out = [p for p in lock.packages if without_torch and in_torch_stack(p.name)]
+        base = _base_versions(base_freeze) if base_freeze else {}
+        left_out = [
+            p for p in lock.packages if (without_torch and in_torch_stack(p.name)) or base.get(p.name) == p.version
+        ]
         kept = _wheels(lock, [p for p in lock.packages if p not in left_out], partial / "wheels", note)
-        bundled = replace(lock, packages=tuple(kept))
+        provided = {**part.provided, **{p.name: p.version for p in left_out}}
+        bundled = replace(lock, packages=tuple(kept), envbuilder=replace(part, provided=provided))
         from envbuilder.lock.tomlfile import lock_filename, write_lock
 
         write_lock(bundled, partial / lock_filename(recipe.name))
@@ -126,6 +131,23 @@ def _wheels(lock: Lock, packages: list[LockedPackage], out: Path, note: Note) ->
     return kept
 
 
+def _base_versions(freeze: Path) -> dict[str, str]:
+    """name -> version of a `pip freeze` (the base the env will sit on)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict[str, str] = {}
+    for line in freeze.read_text().splitlines():
+        try:
+            req = Requirement(line.split("#", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        pins = [s.version for s in req.specifier if s.operator == "=="]
+        if pins:
+            found[canonicalize_name(req.name)] = pins[0]
+    return found
+
+
 def _link_or_copy(source: Path, dest: Path) -> None:
     try:
         os.link(source, dest)
@@ -155,7 +177,7 @@ def _extensions(refs: tuple[Any, ...], out: Path, note: Note) -> dict[str, str]:
     entries = {e.key: e for e in WheelCache(cache_dir() / "wheels").entries()}
     out.mkdir()
     share = open_remote(f"file://{out}", push=True)
-    found = {}
+    found: dict[str, str] = {}
     for ref in refs:
         entry = entries.get(ref.key)
         if entry is None:

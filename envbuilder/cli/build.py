@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="build from an offline bundle (envbuilder bundle): its lock, sources, wheels and built extensions; no network",
     )
     p.add_argument("--push", action="store_true", help="with --cache: push the extensions this build compiles")
+    p.add_argument(
+        "--rebuild-extensions",
+        action="store_true",
+        help="compile the extensions even where a cache or a bundle holds them (the new wheels replace no entry)",
+    )
     p.add_argument("--insecure", action="store_true", help="with --cache: allow plain HTTP to a registry off this host")
     p.add_argument(
         "--compile-cache",
@@ -66,6 +71,10 @@ def _shared_cache_options(args: argparse.Namespace) -> None:
         os.environ[PUSH_VAR] = "1"
     if args.insecure:
         os.environ[INSECURE_VAR] = "1"
+    if args.rebuild_extensions:
+        from envbuilder.steps.extensions import REBUILD_VAR
+
+        os.environ[REBUILD_VAR] = "1"
     if args.compile_cache:
         from envbuilder import compilecache
 

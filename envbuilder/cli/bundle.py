@@ -23,6 +23,7 @@ TAKES_VALUE = frozenset(
         "--split",
         "--mirror",
         "--recipes",
+        "--base",
     }
 )
 
@@ -52,6 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         help="torch: leave out torch, its family and its nvidia-*/cuda-* dependencies, for a base that has them",
+    )
+    p.add_argument(
+        "--base",
+        type=Path,
+        metavar="FREEZE",
+        help="a `pip freeze` of the base the env will sit on: leave out what it has at the locked version",
     )
     p.add_argument("--split", metavar="SIZE", help="also write the bundle as parts of at most SIZE (60M, 4G)")
     p.add_argument("--mirror", type=Path, metavar="DIR", help="local git mirrors to read the repositories from")
@@ -92,6 +99,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         lock,
         args.output,
         without_torch="torch" in args.without,
+        base_freeze=args.base,
         mirror=args.mirror,
         note=note or (lambda _t: None),
     )

@@ -85,7 +85,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from envbuilder import report
-    from envbuilder.lock.base import base_constraints, with_torch
+    from envbuilder.lock.base import base_constraints, on_base, with_torch
     from envbuilder.lock.diff import diff_locks
     from envbuilder.lock.freeze import freeze_env
     from envbuilder.lock.indexes import IndexConfig, from_pip_config
@@ -120,6 +120,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         request = with_torch(request, args.torch)
     if args.base:
         indexes = replace(indexes, constraints=(*indexes.constraints, base_constraints(args.base)))
+        resolve = on_base(resolve, indexes.constraints[-1], note=notes or report.warn)
     part = part_from_plan(plan)
     output = args.output or Path(lock_filename(plan.recipe.name))
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envbuilder.errors import InputError
+from envbuilder.errors import InputError, ResolutionFailed
+from envbuilder.lock.model import Lock
 from envbuilder.lock.resolve import Request
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
@@ -66,3 +69,28 @@ def base_constraints(freeze: Path) -> Path:
     out = Path(tempfile.mkdtemp(prefix="envbuilder-base-")) / "base-constraints.txt"
     out.write_text("\n".join(keep) + "\n")
     return out
+
+
+def on_base(resolve: Callable[..., Lock], constraints: Path, *, note: Callable[[str], None]) -> Callable[..., Lock]:
+    """`resolve` that takes the base's versions as far as the recipe allows: a base pin the
+    recipe cannot take (numpy 2.5.2 against numpy<2.3) is named, dropped, and resolved again,
+    so the lock (and a bundle) carries that package instead."""
+
+    def resolving(*args: Any, **kwargs: Any) -> Lock:
+        for _ in range(MAX_DROPS):
+            try:
+                return resolve(*args, **kwargs)
+            except ResolutionFailed as exc:
+                pins = dict(line.split("==", 1) for line in constraints.read_text().split())
+                named = [n for n in pins if re.search(rf"\b{re.escape(n)}==", exc.message)]
+                if not named:
+                    raise
+                for name in named:
+                    note(f"the base's {name} {pins.pop(name)} does not fit the recipe: the lock takes another")
+                constraints.write_text("".join(f"{n}=={v}\n" for n, v in pins.items()))
+        return resolve(*args, **kwargs)
+
+    return resolving
+
+
+MAX_DROPS = 20

@@ -17,6 +17,7 @@ from an index page: the PyTorch index has served wrong and missing hashes, resea
     archs = ["12.0"]
     torch = {version, cuda, variant, index, packages = {torchvision = "0.29.1"}}  # what the lock expects
     no-build-isolation = ["chumpy"]             # sdists the installer builds against the env
+    base-provides = {torch = "2.11.0"}          # a bundle's lock: left out, the base must have them
     [tool.envbuilder.resolution]                # how the packages were chosen (informational)
     resolver, resolver-version, indexes, torch-index, find-links, constraints, site-config,
     requirements, index-strategy
@@ -376,6 +377,9 @@ class EnvbuilderPart:
     archs: tuple[str, ...] = ()
     torch: TorchExpectation | None = None
     no_build_isolation: tuple[str, ...] = ()  # normalized names
+    # a bundle's lock: packages left out because the base provides them (name -> version); the
+    # build checks the base has them (bundle --without torch, --base FREEZE)
+    provided: Mapping[str, str] = field(default_factory=dict)
     resolution: Resolution | None = None
     source: Source | None = None
     extension_sources: Mapping[str, Source] = field(default_factory=dict)
@@ -411,6 +415,8 @@ class EnvbuilderPart:
                 }
             )
         data["no-build-isolation"] = list(self.no_build_isolation)
+        if self.provided:
+            data["base-provides"] = dict(sorted(self.provided.items()))
         if self.resolution:
             r = self.resolution
             data["resolution"] = _drop_none(
@@ -472,6 +478,7 @@ class EnvbuilderPart:
             if torch
             else None,
             no_build_isolation=f.strings("no-build-isolation"),
+            provided=f.str_map("base-provides"),
             resolution=Resolution(
                 resolver=res.string("resolver") or "uv",
                 resolver_version=res.string("resolver-version"),

@@ -140,7 +140,8 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     store = cache.WheelCache(cache_dir() / "wheels")
     share = _shared_cache(ctx)
     jobs = [_job(ctx, inputs, deps, b, env, keyed) for b in inputs.extensions]
-    cached = {id(j) for j in jobs if any(store.lookup(k, archs)[0] for k in j.candidates)}
+    rebuild = bool(os.environ.get(REBUILD_VAR))
+    cached = set() if rebuild else {id(j) for j in jobs if any(store.lookup(k, archs)[0] for k in j.candidates)}
     how = schedule(int(inputs.build_env["MAX_JOBS"]), len(jobs) - len(cached), len(archs))
     if len(cached) < len(jobs):
         names = ", ".join(j.build.name for j in jobs if id(j) not in cached)
@@ -219,7 +220,9 @@ def _obtain(
     with store.claim(job.key) as claim:
         if claim.waited:
             ctx.note(f"{job.build.name}: waited {claim.seconds:.0f} s for another build of key {job.key[:12]}")
-        if _from_cache(ctx, store, job, archs) or (share and _from_share(ctx, store, share, job, archs)):
+        if os.environ.get(REBUILD_VAR):
+            ctx.note(f"{job.build.name}: --rebuild-extensions: compiling, whatever a cache holds")
+        elif _from_cache(ctx, store, job, archs) or (share and _from_share(ctx, store, share, job, archs)):
             return
         _compile(ctx, tool, store, job, how, archs, extra)
     if share is not None and os.environ.get(PUSH_VAR):
@@ -227,6 +230,7 @@ def _obtain(
 
 
 PUSH_VAR = "ENVBUILDER_CACHE_PUSH"  # set by build --cache REMOTE --push
+REBUILD_VAR = "ENVBUILDER_REBUILD_EXTENSIONS"  # set by build --rebuild-extensions
 
 
 def _from_cache(ctx: StepContext, store: WheelCache, job: _Job, archs: tuple[Arch, ...]) -> bool:

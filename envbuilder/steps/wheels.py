@@ -42,14 +42,14 @@ class Locked:
     packages: tuple[LockedPackage, ...]
     no_build_isolation: tuple[str, ...]  # sdists the installer builds against the env (chumpy)
     source: str  # the lock file, for messages and relative paths
-    base_torch: str | None = None  # a lock without torch (bundle --without torch): the base's must be this
+    provided: tuple[tuple[str, str], ...] = ()  # left out of a bundle's lock: the base must have them
 
     def key(self) -> Data:
         return {
             "packages": [[p.name, p.version, p.index, *astuple(p.artifact)] for p in self.packages],
             "no_build_isolation": list(self.no_build_isolation),
             "source": self.source,
-            "base_torch": self.base_torch,
+            "provided": [list(p) for p in self.provided],
         }
 
     def as_lock(self) -> Lock:
@@ -127,25 +127,24 @@ def _locked(r: Resolved) -> Locked | None:
         for p in lock.packages
     )
     part = lock.envbuilder
-    base_torch = part.torch.version if part and part.torch and lock.package("torch") is None else None
-    return Locked(packages, part.no_build_isolation if part else (), str(r.options.lock_file or "the lock"), base_torch)
+    provided = tuple(sorted(part.provided.items())) if part else ()
+    return Locked(packages, part.no_build_isolation if part else (), str(r.options.lock_file or "the lock"), provided)
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     from envbuilder import installer
-    from envbuilder.bundle.check import torch_problem
+    from envbuilder.bundle.check import base_problem
     from envbuilder.lock.freeze import record_installed
     from envbuilder.lock.install import install_lock
     from envbuilder.lock.tools import ensure_tools
 
     venv = deps["venv"]
     have = installer.for_env(venv["installer"], ctx).packages()
-    if inputs.lock and inputs.lock.base_torch:
-        problem = torch_problem({"version": inputs.lock.base_torch}, have)
+    if inputs.lock and inputs.lock.provided:
+        problem = base_problem(dict(inputs.lock.provided), have)
         if problem:
-            raise CompatError(
-                problem, hint="build on the base the bundle was made for, or bundle a lock of this base's torch"
-            )
+            hint = "build on the base the bundle was made for (with --system-site-packages), or bundle a lock for this base"
+            raise CompatError(problem, hint=hint)
     tools = ensure_tools()
     lock = inputs.lock.as_lock() if inputs.lock else _resolve(ctx, inputs, venv, have, tools)
     todo = lock.without(already_there(lock, have))
