@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +40,31 @@ def chosen() -> str:
     if mode not in MODES:
         raise InputError(f"{VAR}={mode!r}: choose one of {', '.join(MODES)}")
     return mode
+
+
+class Session:
+    """The compile cache of one extensions step, set up the first time a compile needs it (a
+    step whose wheels all come from caches starts no server and installs nothing)."""
+
+    def __init__(self, env: dict[str, str], prefix: Path, note: Callable[[str], None]) -> None:
+        self.env, self.prefix, self.note = env, prefix, note
+        self._lock = threading.Lock()
+        self._stack = contextlib.ExitStack()
+        self._extra: dict[str, str] | None = None
+
+    def variables(self) -> dict[str, str]:
+        """The variables a compile runs with (what the compile cache adds to or changes in env)."""
+        with self._lock:
+            if self._extra is None:
+                ready = self._stack.enter_context(wrapped(self.env, self.prefix, self.note))
+                self._extra = {k: v for k, v in ready.items() if self.env.get(k) != v}
+            return self._extra
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 @contextlib.contextmanager

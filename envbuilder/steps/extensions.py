@@ -13,7 +13,6 @@ import shutil
 import tempfile
 import time
 import zipfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -29,6 +28,7 @@ from envbuilder.steps.protocol import Deps
 from envbuilder.steps.sources import extension_dir
 
 if TYPE_CHECKING:
+    from envbuilder import compilecache
     from envbuilder.cache import WheelCache
     from envbuilder.host.compat import Arch
     from envbuilder.installer import Installer
@@ -148,11 +148,8 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
         ctx.note(
             f"{names}: not in the local cache; if nothing shares them, they compile {how.describe(len(jobs) - len(cached))}"
         )
-    with (
-        compilecache.wrapped(env, ctx.layout.prefix, ctx.note) if len(cached) < len(jobs) else nullcontext(env) as ready
-    ):
-        extra = {k: v for k, v in ready.items() if env.get(k) != v}  # the compile cache's variables
-        run_all(jobs, lambda job: _obtain(ctx, tool, store, share, job, how, archs, extra), how.concurrent)
+    with compilecache.Session(env, ctx.layout.prefix, ctx.note) as compiling:
+        run_all(jobs, lambda job: _obtain(ctx, tool, store, share, job, how, archs, compiling), how.concurrent)
     built = [_install(ctx, tool, job) for job in jobs]
     return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
 
@@ -213,7 +210,7 @@ def _obtain(
     job: _Job,
     how: Schedule,
     archs: tuple[Arch, ...],
-    extra: dict[str, str],
+    compiling: compilecache.Session,
 ) -> None:
     """The job's wheel: the local cache, the shared cache, else a compile. Under the key's claim,
     so two builds on one machine that need the same missing extension compile it once."""
@@ -224,7 +221,7 @@ def _obtain(
             ctx.note(f"{job.build.name}: --rebuild-extensions: compiling, whatever a cache holds")
         elif _from_cache(ctx, store, job, archs) or (share and _from_share(ctx, store, share, job, archs)):
             return
-        _compile(ctx, tool, store, job, how, archs, extra)
+        _compile(ctx, tool, store, job, how, archs, compiling.variables())
     if share is not None and os.environ.get(PUSH_VAR):
         _publish(ctx, share, store, job)
 
