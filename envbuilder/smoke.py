@@ -4,7 +4,9 @@ PSNR above the recipe's floor and above blank frames).
 
 A step that needs an asset which is missing or broken is "blocked" and says which; with
 stub_assets=True stand-ins are written where the structure is known, and every result of such a
-run is marked stub-driven. Steps after a blocked or failed one are skipped (they need its output).
+run is marked stub-driven (its outcome says so, and its verdict is never ok). Stand-ins for files
+in the user's home (torch's hub cache) go to the env's own stand-in home, and the steps then run
+with HOME pointing there. Steps after a blocked or failed one are skipped (they need its output).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envbuilder import assets, datasets, proc
+from envbuilder.assets.validators import sha
 from envbuilder.context import Layout, child_env
 from envbuilder.errors import CommandFailed, InputError, SmokeError, Verdict, exit_code_for
 from envbuilder.fsutil import write_json
@@ -70,10 +73,22 @@ class SmokeResult:
     def exit_code(self) -> int:
         return exit_code_for([self.verdict])
 
+    @property
+    def outcome(self) -> str:
+        """For reports: pass | fail | blocked, qualified "stub-driven" when it ran on stand-ins."""
+        if any(s.status == "failed" for s in self.steps):
+            word = "fail"
+        elif any(s.status in ("blocked", "skipped") for s in self.steps):
+            word = "blocked"
+        else:
+            word = "pass"
+        return f"stub-driven {word}" if self.stub_driven else word
+
     def to_json(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe,
             "ok": self.exit_code == 0,
+            "outcome": self.outcome,
             "stub_driven": self.stub_driven,
             "stubs": self.stubs,
             "data": self.data,
@@ -105,25 +120,35 @@ def run(
     root = layout.source_tree
     smoke = recipe.smoke
     layout.logs.mkdir(parents=True, exist_ok=True)
-    statuses = assets.check(recipe, root)
+    home = layout.smoke / "home"  # stand-ins for files under ~ live here, never in ~
+    statuses = assets.check(recipe, root, home)
     stubs: list[str] = []
     if stub_assets and any(s.status != "ok" for s in statuses):
-        written, _ = assets.stub(recipe, root, layout.python)
+        note("writing stand-ins for the missing models (made-up values: a stub-driven run)")
+        written, _ = assets.stub(recipe, root, layout.python, home)
         stubs = written
-        statuses = assets.check(recipe, root)
+        statuses = assets.check(recipe, root, home)
     stubs = sorted({*stubs, *(s.asset.name for s in statuses if s.stub)})
     bad = {s.asset.name: f"{s.status} at {s.path}" for s in statuses if s.status != "ok"}
     out = layout.smoke / "out"
-    places = {"python": str(layout.python), "src": str(root), "prefix": str(layout.prefix), "out": str(out), "data": ""}
+    places = {
+        "python": str(layout.python),
+        "src": str(root),
+        "prefix": str(layout.prefix),
+        "out": str(out),
+        "data": "",
+        "probes": str(probes_dir()),
+    }
     result = SmokeResult(recipe.name, stub_driven=bool(stubs), stubs=stubs, steps=[])
     if smoke.data:
         data_dir = layout.smoke / "data"
-        result.data = _generate(smoke.data, data_dir, layout.python, note)
+        given = {s.asset.name: s.path for s in statuses if s.status == "ok"}
+        result.data = _generate(smoke.data, data_dir, layout.python, note, given)
         places["data"] = str(data_dir)
     _write_files(smoke, root)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    base_env = child_env(layout.venv, env)
+    base_env = {**child_env(layout.venv, env), **_stand_in_home(statuses, root, home)}
     stopped = ""
     for step in smoke.steps:
         if stopped:
@@ -141,6 +166,8 @@ def run(
         result.steps.append(outcome)
         if outcome.status != "ok":
             stopped = step.name
+        elif step.rewrites:
+            assets.record_rewrite(recipe, root, list(step.rewrites), by=f"smoke step {step.name}", home=home)
     write_json(layout.smoke / "result.json", result.to_json(), indent=1)
     return result
 
@@ -149,19 +176,45 @@ def _fill(text: str, places: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: places[m.group(1)], text)
 
 
-def _generate(name: str, data_dir: Path, python: Path, note: Note) -> dict[str, Any]:
-    """Write the synthetic data set once; a marker written last says it is complete."""
+def _stand_in_home(statuses: list[assets.AssetStatus], root: Path, home: Path) -> dict[str, str]:
+    """When a home asset is a stand-in, the steps run with HOME at the env's stand-in home; the
+    home assets that are real are linked in, so that they are still found there."""
+    if not any(s.stub and home in s.path.parents for s in statuses):
+        return {}
+    for s in statuses:
+        if assets.in_home(s.asset) and s.status == "ok" and home not in s.path.parents:
+            link = assets.destination(s.asset, root, home)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(s.path)
+    # torch finds its hub under $TORCH_HOME or $XDG_CACHE_HOME before ~/.cache: those go too
+    return {"HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch"), "XDG_CACHE_HOME": str(home / ".cache")}
+
+
+def _generate(name: str, data_dir: Path, python: Path, note: Note, given: dict[str, Path]) -> dict[str, Any]:
+    """Write the synthetic data set once; a marker written last says it is complete. A data set
+    built on the method's models records their checksums and is written again when they change
+    (a stand-in replaced by the licensed model)."""
     script = datasets.script(name)
     if script is None:
         raise SmokeError(f"the smoke run is not possible yet: {datasets.not_written_yet(name)}")
     marker = data_dir / ".envbuilder-data.json"
+    facts: dict[str, Any]
     if marker.exists():
-        return dict(json.loads(marker.read_text()))
+        facts = dict(json.loads(marker.read_text()))
+        inputs = facts.get("input_sha256", {})
+        if all(Path(p).is_file() and sha(Path(p), "sha256") == digest for p, digest in inputs.items()):
+            return facts
+        note(f"the models the {name} data set was made from changed: writing it again")
     shutil.rmtree(data_dir, ignore_errors=True)
     note(f"writing the synthetic {name} data set")
-    out = proc.capture([str(python), str(script), str(data_dir)], timeout=600)
-    facts: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    marker.write_text(json.dumps({"generator": name, **facts}))
+    argv = [str(python), str(script), str(data_dir)]
+    if datasets.reads_assets(name):
+        argv += [f"--asset={asset}={path}" for asset, path in sorted(given.items())]
+    out = proc.capture(argv, timeout=1200)
+    facts = json.loads(out.strip().splitlines()[-1])
+    digests = {str(p): sha(Path(p), "sha256") for p in facts.get("inputs", [])}
+    write_json(marker, {"generator": name, **facts, "input_sha256": digests})
     return facts
 
 
@@ -202,7 +255,9 @@ def _run_step(
 ) -> StepOutcome:
     argv = [_fill(a, places) for a in step.run]
     env = {**base_env, **{k: _fill(v, places) for k, v in step.env}}
-    cwd = root / step.cwd
+    cwd = root / _fill(step.cwd, places)  # an absolute {data}/... replaces the root
+    cwd.mkdir(parents=True, exist_ok=True)
+    _remove_stale_outputs(step, places, cwd, layout.prefix)
     log = layout.logs / f"smoke-{step.name}.log"
     log.write_text(f"# smoke step {step.name}\n")
     note(f"{step.name}: {' '.join(argv[1:4])} …")
@@ -251,6 +306,22 @@ def _run_step(
     status: Literal["failed", "ok"] = "failed" if problems else "ok"
     note(f"{step.name}: {status} in {seconds:.0f} s" + (f" ({'; '.join(problems)})" if problems else ""))
     return StepOutcome(step.name, status, seconds, "; ".join(problems), metrics=metrics, log=str(log))
+
+
+def _remove_stale_outputs(step: SmokeStep, places: dict[str, str], cwd: Path, prefix: Path) -> None:
+    """A file left by an earlier run must not pass for this run's output (outputs written next to
+    the data set, as Disco4D's logs/ are, survive between runs): delete what the step declares,
+    inside the env only."""
+    for pattern in step.outputs:
+        for found in glob.glob(_fill(pattern, places), root_dir=cwd):  # noqa: PTH207
+            path = (cwd / found).resolve()
+            if prefix.resolve() in path.parents and path.is_file():
+                path.unlink()
+    if step.images:
+        folder = (cwd / _fill(step.images, places)).resolve()
+        if prefix.resolve() in folder.parents and folder.is_dir():
+            for png in folder.glob("*.png"):
+                png.unlink()
 
 
 def _is_number(text: str) -> bool:

@@ -8,6 +8,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,160 @@ def test_talking_head_tracks_put_the_head_on_the_drawn_face(tmp_path):
     head = (parsing == (0, 0, 255)).all(-1) | (parsing == (100, 100, 100)).all(-1)
     inside = head[v.round().astype(int).clip(0, 255), u.round().astype(int).clip(0, 255)]
     assert inside.mean() > 0.9
+
+
+# --- Disco4D's 4D-stage input ------------------------------------------------------------------------
+# The reader contracts, from Disco4D 8355f14 (cited in envbuilder/datasets/disco4d_video.py): the
+# frames are RGBA (no rembg), the posed meshes keep the model's vertex order and faces, the .npz
+# holds the SMPL-X parameters load_from_smplx_path reads, and the two Gaussian files hold one
+# Gaussian per face and the clothing kept by the category filter.
+
+
+def read_ply(path):
+    """A binary little-endian PLY of float vertex properties (what plyfile reads there)."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    assert header[1] == "format binary_little_endian 1.0"
+    count = int(next(line for line in header if line.startswith("element vertex")).split()[-1])
+    names = [line.split()[-1] for line in header if line.startswith("property float")]
+    values = np.frombuffer(data[end:], dtype="<f4").reshape(count, len(names))
+    return {n: values[:, i] for i, n in enumerate(names)}
+
+
+def read_obj(path):
+    v, f = [], []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == "v":
+            v.append([float(x) for x in parts[1:4]])
+        elif parts and parts[0] == "f":
+            f.append([int(x) - 1 for x in parts[1:4]])
+    return np.array(v), np.array(f)
+
+
+def stage_camera(points, size):
+    """Disco4D's fixed camera: orbit_camera(0, 0, 1.5) (utils/cam_utils.py:60-78, OpenGL, at +z)
+    made a MiniCam (gs_renderer_4d_canonical.py:31-58 negates rows 1-2 of the view rotation and the
+    translation), fovy 49.1 (configs/4d.yaml); x right, y down, z forward, as the rasteriser takes it."""
+    c2w = np.eye(4)
+    c2w[2, 3] = 1.5
+    w2c = np.linalg.inv(c2w)
+    w2c[1:3, :3] *= -1
+    w2c[:3, 3] *= -1
+    cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+    focal = size / (2 * np.tan(np.radians(49.1) / 2))
+    return np.stack([focal * cam[:, 0] / cam[:, 2] + size / 2, focal * cam[:, 1] / cam[:, 2] + size / 2, cam[:, 2]], 1)
+
+
+@pytest.fixture(scope="module")
+def disco4d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("d4")
+    model_path = root / "SMPLX_NEUTRAL.npz"
+    stubgen = Path(datasets.__file__).parent.parent / "assets" / "stubgen.py"
+    request = json.dumps([{"kind": "smplx-model", "path": str(model_path)}])
+    subprocess.run(
+        [sys.executable, str(stubgen)], input=request, capture_output=True, text=True, timeout=300, check=True
+    )
+    out = root / "data"
+    script = datasets.script("disco4d-video")
+    assert script is not None and datasets.reads_assets("disco4d-video")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), f"--asset=smplx-neutral={model_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    with np.load(model_path) as data:
+        model = {k: data[k] for k in ("v_template", "f", "J_regressor", "hands_meanl", "hands_meanr")}
+    return out, json.loads(proc.stdout.strip().splitlines()[-1]), model, model_path
+
+
+def test_disco4d_frames_meshes_and_parameters_fit_the_reader(disco4d):
+    out, facts, model, model_path = disco4d
+    assert facts["inputs"] == [str(model_path)]  # so the smoke run rewrites it when the model changes
+    case = out / "data" / facts["dir"] / facts["case"]
+    assert [p.name for p in (out / "data" / facts["dir"]).iterdir()] == [facts["case"]]  # os.listdir -> cases
+    for i in range(14):
+        size, mode, _ = image(case / "img" / f"{i:03d}_rgba.png")
+        assert mode == "RGBA" and size == (facts["size"], facts["size"])  # 4 channels: rembg never runs
+        v, f = read_obj(case / "meshes" / f"{i}_norm_smplx.obj")
+        assert v.shape == model["v_template"].shape and np.array_equal(f, model["f"].astype(np.int64))
+    with np.load(out / "logs" / "output" / facts["img_dir"] / f"{facts['case']}_square_rgba_smplx.npz") as npz:
+        p = {k: npz[k] for k in npz.files}
+    shapes = {k: v.shape for k, v in p.items()}
+    assert shapes == {
+        "global_orient": (1, 3), "body_pose": (1, 63), "left_hand_pose": (1, 45), "right_hand_pose": (1, 45),
+        "jaw_pose": (1, 3), "betas": (1, 10), "expression": (1, 10), "translation": (3,), "scale": (),
+    }  # fmt: skip
+    assert {v.dtype for v in p.values()} == {np.dtype(np.float32)}  # the layer's buffers are float32
+    assert np.allclose(p["left_hand_pose"], -model["hands_meanl"]) and np.allclose(p["global_orient"], [[np.pi, 0, 0]])
+    # the stage's canonical mesh: LBS with only the root turned half about x, then y and z negated
+    # (SET_NEG), minus translation, times scale; frame 0 (no turn) must be that mesh
+    v = model["v_template"]
+    j0 = model["J_regressor"][0] @ v
+    turned = (v - j0) * [1, -1, -1] + j0
+    canonical = (turned * [1, -1, -1] - p["translation"]) * p["scale"]
+    frame0, _ = read_obj(case / "meshes" / "0_norm_smplx.obj")
+    assert np.abs(frame0 - canonical).max() < 1e-5
+    assert np.ptp(canonical[:, 1]) == pytest.approx(0.9, abs=1e-4)
+
+
+def test_disco4d_gaussians_fit_the_reader_and_the_camera_sees_the_figure(disco4d):
+    out, facts, model, _ = disco4d
+    logs = out / "logs" / "output" / facts["img_dir"]
+    body = read_ply(logs / f"{facts['case']}_square_rgba_clothed_smplx.ply")
+    assert len(body["f_dc_0"]) == len(model["f"])  # one per face, read into per-face arrays
+    assert not any(n.startswith("f_rest_") for n in body)  # sh_degree 0: 3 * 1 - 3 extra features
+    assert all(f"obj_dc_{k}" in body for k in range(16))
+    cloth = read_ply(logs / f"{facts['case']}_square_rgba_seg_model_dens4.ply")
+    for name in ("x", "y", "z", "opacity", "f_dc_0", "f_dc_2", "scale_0", "scale_2", "rot_0", "rot_3", "obj_dc_15"):
+        assert name in cloth
+    category = np.argmax(np.stack([cloth[f"obj_dc_{k}"] for k in range(16)], 1), 1)
+    kept = np.isin(category, np.arange(2, 11))
+    assert kept.sum() == facts["clothing"] > 1000 and (~kept).sum() > 0  # the filter has work to do
+    # find_nearest_kdtree ties each clothing Gaussian to the nearest face centre: its own face
+    with np.load(out / "logs" / "output" / facts["img_dir"] / f"{facts['case']}_square_rgba_smplx.npz") as npz:
+        translation, scale = npz["translation"], npz["scale"]
+    v = model["v_template"]
+    j0 = model["J_regressor"][0] @ v
+    canonical = (((v - j0) * [1, -1, -1] + j0) * [1, -1, -1] - translation) * scale
+    centres = canonical[model["f"].astype(np.int64)].mean(1)
+    xyz = np.stack([cloth["x"], cloth["y"], cloth["z"]], 1)[kept][::97]
+    nearest = np.linalg.norm(xyz[:, None] - centres[None], axis=2).min(1)
+    assert nearest.max() < 0.01
+    # frame 0 through the stage's camera: the figure's vertices land on the drawn figure
+    uvz = stage_camera(canonical, facts["size"])
+    alpha = np.asarray(Image.open(out / "data" / facts["dir"] / facts["case"] / "img" / "000_rgba.png"))[..., 3]
+    u, w = uvz[:, 0].round().astype(int), uvz[:, 1].round().astype(int)
+    assert (uvz[:, 2] > 0).all() and (u >= 0).all() and (u < facts["size"]).all() and (w >= 0).all()
+    assert (alpha[w.clip(0, facts["size"] - 1), u.clip(0, facts["size"] - 1)] > 0).mean() > 0.95
+
+
+def test_disco4d_ground_truth_is_the_frame_on_white_under_the_render_names(disco4d):
+    out, facts, _, _ = disco4d
+    for i in range(14):
+        rgba = (
+            np.asarray(Image.open(out / "data" / facts["dir"] / facts["case"] / "img" / f"{i:03d}_rgba.png"), float)
+            / 255
+        )
+        white = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+        gt = np.asarray(Image.open(out / "gt" / f"{i}_0.png"), float) / 255  # main_4d_smplx.py:632 names
+        assert np.abs(gt - white).max() <= 1 / 255 + 1e-9
+    frames = [np.asarray(Image.open(out / "gt" / f"{i}_0.png")) for i in (0, 3)]
+    assert not np.array_equal(*frames)  # the clothing slides: the 4D stage has a motion to learn
+
+
+def test_the_disco4d_recipe_runs_the_stage_on_this_layout():
+    from envbuilder.recipe.catalog import Catalog
+
+    recipe = Catalog.default().recipe("disco4d")
+    assert recipe.smoke is not None and recipe.smoke.data == "disco4d-video"
+    (step,) = recipe.smoke.steps
+    run = list(step.run)
+    spec = (Path(datasets.__file__).with_name("disco4d_video.py")).read_text()
+    for flag, name in (("--dir", "envbuilder_video"), ("--img_dir", "envbuilder_img")):
+        assert run[run.index(flag) + 1] == name and f'"{name}"' in spec
+    assert step.cwd == "{data}" and step.ground_truth == "gt" and "subject0" in (step.images or "")
+    assert "lambda_zero123=0" in run  # no zero123-xl download

@@ -62,6 +62,7 @@ SAMPLES = {
     "no-tkinter": "ModuleNotFoundError: No module named 'tkinter'",
     "pil-int8-rgb": "TypeError: Cannot handle this data type: (1, 1, 3), |i1",
     "numpy-alias": "ImportError: cannot import name 'bool' from 'numpy'",
+    "numpy2-promotion": "RuntimeError: expected scalar type Float but found Double",
     "inspect-getargspec": "AttributeError: module 'inspect' has no attribute 'getargspec'. Did you mean: 'getargs'?",
     "bool-subtraction": "RuntimeError: Subtraction, the `-` operator, with a bool tensor is not supported.",
     "gated-asset-missing": "FileNotFoundError: [Errno 2] No such file or directory: 'data/assets/flame/flame2023_no_jaw.pkl'",

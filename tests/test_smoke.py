@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -268,3 +270,166 @@ def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet(tmp
     out = smoke_step.run(ctx, inputs, Deps("smoke", {}, {}))  # type: ignore[arg-type]
     assert exit_code_for([out["verdict"]]) == 0 and "talking-head-v9" in out["skipped"]
     assert notes and "not possible yet" in notes[0]
+
+
+def test_results_carry_a_verdict_and_stub_driven_ones_say_so(tmp_path):
+    recipe, prefix = fake_env(tmp_path, needs="flame")
+    assert smoke.run(recipe, prefix).to_json()["verdict"] == "blocked"
+    stubbed = smoke.run(recipe, prefix, stub_assets=True)
+    saved = json.loads((prefix / "smoke" / "result.json").read_text())
+    assert saved["verdict"] == "stub-driven pass" and saved["ok"] is False and stubbed.exit_code == 3
+    failing = smoke.run(recipe, prefix, env={"FAKE_MODE": "flat-loss"})
+    assert failing.to_json()["verdict"] == "stub-driven fail"
+
+
+STAGE = r"""
+import json, os, sys
+from pathlib import Path
+here = Path.cwd()
+mode = os.environ.get("FAKE_MODE", "good")
+frames = json.loads((here / "transforms_train.json").read_text())["frames"]  # the data set is where it runs
+model = Path(sys.argv[1])
+print("HOME", os.environ["HOME"])
+if mode != "no-output":
+    (here / "logs").mkdir(exist_ok=True)
+    (here / "logs" / "model.ply").write_text(str(len(frames)))
+for i in range(1, 6):
+    print(f"[envbuilder] step {i} mse_loss={0.5 / i:.7f} terms=14")
+if mode == "rewrite":
+    model.write_bytes(model.read_bytes() + b"converted")
+"""
+
+
+def stage_env(tmp_path: Path, home_asset: bool = False):
+    """A recipe whose step runs in {data}, writes its output there, and rewrites an asset."""
+    _, prefix = fake_env(tmp_path)
+    (tmp_path / "method" / "stage.py").write_text(STAGE)
+    home = "~/.cache/envbuilder-test/model.pkl" if home_asset else "data/flame/flame2023_no_jaw.pkl"
+    text = f"""
+name: stage-fixture
+summary: a fake stage that runs where its data is
+source: {{path: {tmp_path / "method"}}}
+python: ">=3.9"
+torch:
+  cu130: {{torch: ">=2.11"}}
+assets:
+  - name: flame
+    path: {home}
+    kind: flame-pkl
+    gated: true
+    source: https://flame.is.tue.mpg.de/download.php
+    register: https://flame.is.tue.mpg.de/register.php
+    needed_by: [stage]
+smoke:
+  data: dnerf
+  steps:
+    - name: stage
+      run: ["{{python}}", "{{src}}/stage.py", "{"{prefix}/smoke/home/.cache/envbuilder-test/model.pkl" if home_asset else "{src}/" + home}"]
+      cwd: "{{data}}"
+      needs: [flame]
+      rewrites: [flame]
+      outputs: [logs/model.ply]
+      loss: 'mse_loss=([0-9.]+)'
+"""
+    (tmp_path / "recipes" / "stage-fixture.yaml").write_text(text)
+    os.symlink(tmp_path / "method", prefix / "src" / "stage-fixture")
+    return Catalog.default([tmp_path]).recipe("stage-fixture"), prefix
+
+
+def test_a_step_runs_in_its_data_folder_and_a_stale_output_never_passes(tmp_path):
+    recipe, prefix = stage_env(tmp_path)
+    first = smoke.run(recipe, prefix, stub_assets=True)
+    assert first.steps[0].status == "ok", first.to_json()
+    assert (prefix / "smoke" / "data" / "logs" / "model.ply").is_file()
+    again = smoke.run(recipe, prefix, env={"FAKE_MODE": "no-output"})
+    assert again.steps[0].status == "failed" and "expected output missing: logs/model.ply" in again.steps[0].detail
+
+
+def test_an_asset_a_step_converts_in_place_is_trusted_afterwards(tmp_path):
+    """CAP4D's fix-flame rewrites the FLAME pickle; the next run must not call it tampered."""
+    from envbuilder import assets
+
+    recipe, prefix = stage_env(tmp_path)
+    root = prefix / "src" / "stage-fixture"
+    assert smoke.run(recipe, prefix, stub_assets=True, env={"FAKE_MODE": "rewrite"}).steps[0].status == "ok"
+    (status,) = assets.check(recipe, root)
+    assert status.status == "ok" and status.stub  # the converted stand-in is still known as one
+    # an installed file converted in place: its new checksum is recorded with what converted it
+    registry = assets.Registry.load(root)
+    registry.installed["flame"] = {"sha256": assets.sha(status.path, "sha256"), "trust": "first-use"}
+    registry.stubs.pop("flame")
+    registry.save()
+    assert smoke.run(recipe, prefix, env={"FAKE_MODE": "rewrite"}).steps[0].status == "ok"
+    record = assets.Registry.load(root).installed["flame"]
+    assert record["sha256"] == assets.sha(status.path, "sha256") and record["rewritten_by"] == "smoke step stage"
+    (status,) = assets.check(recipe, root)
+    assert status.status == "ok"
+
+
+def test_home_stand_ins_run_with_the_envs_own_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    recipe, prefix = stage_env(tmp_path, home_asset=True)
+    result = smoke.run(recipe, prefix, stub_assets=True)
+    assert result.steps[0].status == "ok", result.to_json()
+    log = Path(result.steps[0].log).read_text()
+    assert f"HOME {prefix / 'smoke' / 'home'}" in log
+    assert not (tmp_path / "user" / ".cache").exists()  # the user's home is never written
+
+
+def run_helper(tmp_path, name, args, env_extra):
+    script = Path(smoke.__file__).parent / "probes" / name
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_loss_watch_prints_the_terms_between_backward_calls(tmp_path):
+    fake = tmp_path / "fake" / "torch"
+    (fake / "nn").mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "class Tensor:\n"
+        "    def __init__(self, v): self.v = v\n"
+        "    def detach(self): return self\n"
+        "    def float(self): return self\n"
+        "    def mean(self): return self\n"
+        "    def __float__(self): return float(self.v)\n"
+        "    def backward(self): print('backward', self.v)\n"
+    )
+    (fake / "nn" / "__init__.py").write_text("")
+    (fake / "nn" / "functional.py").write_text("import torch\ndef mse_loss(a, b): return torch.Tensor((a - b) ** 2)\n")
+    train = tmp_path / "train.py"
+    train.write_text(
+        "import sys\nimport torch.nn.functional as F\n"
+        "assert sys.argv[1:] == ['--iters', '2'], sys.argv\n"
+        "for step in range(2):\n"
+        "    loss = F.mse_loss(3, 1) if step == 0 else F.mse_loss(2, 1)\n"
+        "    F.mse_loss(0, step)\n"
+        "    loss.backward()\n"
+    )
+    proc = run_helper(
+        tmp_path,
+        "loss_watch.py",
+        ["--watch", "mse_loss", str(train), "--iters", "2"],
+        {"PYTHONPATH": str(tmp_path / "fake")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[envbuilder]")]
+    assert lines == ["[envbuilder] step 1 mse_loss=2.0000000 terms=2", "[envbuilder] step 2 mse_loss=1.0000000 terms=2"]
+
+
+def test_ffmpeg_on_path_lends_imageio_ffmpegs_binary(tmp_path):
+    fake = tmp_path / "fake" / "imageio_ffmpeg"
+    fake.mkdir(parents=True)
+    binary = tmp_path / "bundled-ffmpeg"
+    binary.write_text('#!/bin/sh\necho bundled ffmpeg "$@"\n')
+    binary.chmod(0o755)
+    (fake / "__init__.py").write_text(f"def get_ffmpeg_exe():\n    return {str(binary)!r}\n")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    os.symlink(sys.executable, bare / "python3")
+    env = {"PYTHONPATH": str(tmp_path / "fake"), "PATH": str(bare)}
+    proc = run_helper(tmp_path, "ffmpeg_on_path.py", ["sh", "-c", "ffmpeg -y out.mp4"], {**env, "PATH": f"{bare}:/bin"})
+    if shutil.which("ffmpeg", path="/bin") is None:
+        assert proc.returncode == 0, proc.stderr
+        assert "bundled ffmpeg -y out.mp4" in proc.stdout
+    else:  # a system ffmpeg in /bin is used as it is
+        assert proc.returncode == 0

@@ -64,8 +64,19 @@ class AssetStatus:
         }
 
 
-def destination(asset: Asset, root: Path) -> Path:
-    return Path(asset.path).expanduser() if asset.path.startswith("~") else root / asset.path
+def destination(asset: Asset, root: Path, home: Path | None = None) -> Path:
+    """Where the method reads the asset. With `home`, a path under ~ is taken relative to that
+    folder instead: stand-ins for files in the user's home (torch's hub cache) go to an env's own
+    stand-in home, never into the real one, where other programs would load them."""
+    if asset.path.startswith("~"):
+        if home is not None:
+            return home / asset.path.removeprefix("~").lstrip("/")
+        return Path(asset.path).expanduser()
+    return root / asset.path
+
+
+def in_home(asset: Asset) -> bool:
+    return asset.path.startswith("~")
 
 
 @dataclass
@@ -93,26 +104,32 @@ class Registry:
         write_json(self.path, {"installed": self.installed, "stubs": self.stubs}, indent=1)
 
 
-def check(recipe: Recipe, root: Path) -> list[AssetStatus]:
-    return check_assets(recipe.assets, root, recipe.name)
+def check(recipe: Recipe, root: Path, home: Path | None = None) -> list[AssetStatus]:
+    return check_assets(recipe.assets, root, recipe.name, home)
 
 
-def check_assets(wanted: Sequence[Asset], root: Path, recipe: str) -> list[AssetStatus]:
-    """Each asset's status in the tree at root (recipe: its name, for the commands we suggest)."""
+def check_assets(
+    wanted: Sequence[Asset], root: Path, recipe: str, home: Path | None = None
+) -> list[AssetStatus]:
+    """Each asset's status in the tree at root (recipe: its name, for the commands we suggest).
+    With `home` (an env's stand-in home), a file missing from the user's home is looked for
+    there; whatever is found there is a stand-in. A file carrying envbuilder's stand-in marker is
+    one, whatever the registry says."""
     registry = Registry.load(root)
     statuses = []
     for asset in wanted:
         path = destination(asset, root)
+        if not path.is_file() and home is not None and in_home(asset) and destination(asset, root, home).is_file():
+            path = destination(asset, root, home)
         record = registry.installed.get(asset.name, {})
         if not path.is_file():
             statuses.append(AssetStatus(asset, path, "missing", _where_to_get(asset, recipe)))
             continue
         trusted = record.get("sha256") if record.get("trust") == "first-use" else None
         finding = validate(path, asset, trusted)
-        stub = (
-            asset.name in registry.stubs
-            and finding.status == "ok"
-            and sha(path, "sha256") == registry.stubs[asset.name]
+        stub = finding.status == "ok" and (
+            bool(finding.facts.get("stand_in"))
+            or (asset.name in registry.stubs and sha(path, "sha256") == registry.stubs[asset.name])
         )
         status = cast(Status, finding.status)
         statuses.append(AssetStatus(asset, path, status, finding.detail, stub=stub, trust=record.get("trust")))
@@ -128,10 +145,11 @@ def _where_to_get(asset: Asset, recipe: str) -> str:
 
 
 def verdict(statuses: Sequence[AssetStatus]) -> Verdict:
-    """failed when something present is broken, blocked when something is missing, else ok."""
+    """failed when something present is broken, blocked when something is missing, else ok. A
+    stand-in is missing: it lets the smoke run go through the method's code, and proves nothing."""
     if any(s.status in PROBLEMS for s in statuses):
         return "failed"
-    if any(s.status == "missing" for s in statuses):
+    if any(s.status == "missing" or s.stub for s in statuses):
         return "blocked"
     return "ok"
 
@@ -139,7 +157,19 @@ def verdict(statuses: Sequence[AssetStatus]) -> Verdict:
 def build_verdict(statuses: Sequence[AssetStatus]) -> Verdict:
     """verdict for `build`: a missing free download that no smoke step needs (a real data set,
     for training beyond the smoke run) is reported but does not make a ready env blocked."""
-    return verdict([s for s in statuses if s.status != "missing" or s.asset.gated or s.asset.needed_by])
+    return verdict(
+        [s for s in statuses if (s.status != "missing" and not s.stub) or s.asset.gated or s.asset.needed_by]
+    )
+
+
+def stand_ins(statuses: Sequence[AssetStatus]) -> dict[str, list[str]]:
+    """smoke step -> the assets it would run on as stand-ins (not proven with the real file)."""
+    found: dict[str, list[str]] = {}
+    for s in statuses:
+        if s.status == "ok" and s.stub:
+            for step in s.asset.needed_by:
+                found.setdefault(step, []).append(s.asset.name)
+    return found
 
 
 def blocked_steps(statuses: list[AssetStatus]) -> dict[str, list[str]]:
@@ -225,6 +255,9 @@ def install(recipe: Recipe, root: Path, files: list[Path]) -> tuple[list[Install
                 if finding.status != "ok":
                     reasons.append(f"{asset.name}: {finding.status} ({finding.detail})")
                     continue
+                if finding.facts.get("stand_in"):
+                    reasons.insert(0, f"{asset.name}: {file} is an envbuilder stand-in, not the real file")
+                    continue
                 dest = destination(asset, root)
                 copy_atomic(source, dest)
                 digest = sha(dest, "sha256")
@@ -273,7 +306,15 @@ def _member_of(file: Path, asset: Asset, tmp: Path) -> Path | None:
 
 # --- fetch and stubs ---------------------------------------------------------------------------------
 
-STUB_KINDS = ("flame-pkl", "smpl-model", "smplx-model", "bfm-mat")
+STUB_KINDS = (  # stand-ins written from the file layout alone (stubgen.py)
+    "flame-pkl",
+    "smpl-model",
+    "smplx-model",
+    "bfm-mat",
+    "smplx-j14-regressor",
+    "smplx-mano-vertex-ids",
+    "smplx-flame-vertex-ids",
+)
 
 
 def fetch(recipe: Recipe, root: Path, cache: Path, progress_for: Any = None) -> list[dict[str, Any]]:
@@ -320,32 +361,70 @@ def _check_or_raise(path: Path, asset: Asset, remove: bool = False) -> None:
         raise EnvbuilderError(f"downloaded {asset.name} is not valid: {finding.status} ({finding.detail})")
 
 
-def stub(recipe: Recipe, root: Path, python: Path) -> tuple[list[str], list[str]]:
-    """Write stand-ins for missing assets of a known structure; returns (written, skipped reasons)."""
+def stub(recipe: Recipe, root: Path, python: Path, home: Path | None = None) -> tuple[list[str], list[str]]:
+    """Write stand-ins for missing assets of a known structure (stubgen.py) or with a stand-in
+    writer (standin_weights.py, which builds the checkpoint from the method's own code in `root`);
+    returns (written, skipped reasons). Assets under ~ get stand-ins only given `home`."""
     registry = Registry.load(root)
-    todo, skipped = [], []
-    for status in check(recipe, root):
+    layout, built, skipped = [], [], []
+    for status in check(recipe, root, home):
         asset = status.asset
         if status.status == "ok" and not status.stub:
             skipped.append(f"{asset.name}: the real file is present")
-        elif asset.kind not in STUB_KINDS:
-            skipped.append(f"{asset.name}: no stand-in for a {asset.kind} (the method needs the real file)")
+        elif status.status == "ok" and status.stub:
+            skipped.append(f"{asset.name}: a stand-in is already in place")
+        elif in_home(asset) and home is None:
+            skipped.append(
+                f"{asset.name}: it belongs in your home ({asset.path}), where a stand-in would replace the real file "
+                "for every program; `envbuilder smoke --stub-assets` puts one in the env's own stand-in home"
+            )
+        elif asset.stand_in:
+            built.append(asset)
+        elif asset.kind in STUB_KINDS:
+            layout.append(asset)
         else:
-            todo.append(asset)
-    if todo:
-        for asset in todo:
-            destination(asset, root).parent.mkdir(parents=True, exist_ok=True)
-        request = json.dumps([{"kind": a.kind, "path": str(destination(a, root))} for a in todo])
+            skipped.append(f"{asset.name}: no stand-in for a {asset.kind} (the method needs the real file)")
+    for asset in layout + built:
+        destination(asset, root, home).parent.mkdir(parents=True, exist_ok=True)
+    if layout:
+        request = json.dumps([{"kind": a.kind, "path": str(destination(a, root, home))} for a in layout])
         script = Path(__file__).with_name("stubgen.py")
-        try:
-            proc.capture([str(python), str(script)], stdin=request, timeout=600)
-        except CommandFailed as exc:
-            last = exc.tail.splitlines()[-1] if exc.tail else f"exit {exc.returncode}"
-            raise EnvbuilderError(
-                f"writing stand-ins failed: {last}", hint=f"{python} needs numpy (and scipy for .mat files)"
-            ) from None
-        for asset in todo:
-            registry.stubs[asset.name] = sha(destination(asset, root), "sha256")
-            registry.installed.pop(asset.name, None)
+        _run_writer(python, [str(script)], request, "numpy (and scipy for .mat files)")
+    for asset in built:
+        script = Path(__file__).with_name("standin_weights.py")
+        argv = [str(script), str(asset.stand_in), str(destination(asset, root, home)), "--src", str(root)]
+        _run_writer(python, argv, None, f"the method's own packages (torch) for the {asset.stand_in} stand-in")
+    for asset in layout + built:
+        registry.stubs[asset.name] = sha(destination(asset, root, home), "sha256")
+        registry.installed.pop(asset.name, None)
+    if layout or built:
         registry.save()
-    return [a.name for a in todo], skipped
+    return [a.name for a in layout + built], skipped
+
+
+def _run_writer(python: Path, argv: list[str], stdin: str | None, needs: str) -> None:
+    try:
+        proc.capture([str(python), *argv], stdin=stdin, timeout=1800)
+    except CommandFailed as exc:
+        last = exc.tail.splitlines()[-1] if exc.tail else f"exit {exc.returncode}"
+        raise EnvbuilderError(f"writing stand-ins failed: {last}", hint=f"{python} needs {needs}") from None
+
+
+def record_rewrite(recipe: Recipe, root: Path, names: list[str], by: str, home: Path | None = None) -> None:
+    """A smoke step converted assets in place (CAP4D's fix_flame_pickle turns FLAME's chumpy
+    arrays into numpy): trust the converted bytes from now on, as installed or as stand-ins."""
+    registry = Registry.load(root)
+    for asset in recipe.assets:
+        if asset.name not in names:
+            continue
+        path = destination(asset, root)
+        if not path.is_file() and home is not None and in_home(asset):
+            path = destination(asset, root, home)
+        if not path.is_file():
+            continue
+        digest = sha(path, "sha256")
+        if asset.name in registry.stubs:
+            registry.stubs[asset.name] = digest
+        elif asset.name in registry.installed:
+            registry.installed[asset.name].update(sha256=digest, rewritten_by=by)
+    registry.save()

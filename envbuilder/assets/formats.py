@@ -163,21 +163,35 @@ def unwrap_ordered_dicts(value: Any) -> Any:
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
+def torch_structure(path_or_bytes: Any) -> bytes | None:
+    """The pickled structure (data.pkl) of a zip-format torch.save file, read without its tensor
+    data (a multi-GB checkpoint is not loaded); None for a legacy file."""
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    if not zipfile.is_zipfile(source):
+        return None
+    try:
+        with zipfile.ZipFile(source) as zf:
+            pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if not pkls:
+                members = ", ".join(zf.namelist()[:5])
+                raise UnreadableFile(
+                    f"a zip archive, not a torch checkpoint (it holds {members} …): extract the checkpoint from it"
+                )
+            return zf.read(pkls[0])
+    except zipfile.BadZipFile as exc:
+        raise UnreadableFile(f"a damaged zip (torch checkpoint): {exc}") from None
+
+
 def load_torch(path_or_bytes: Any) -> Any:
     """The object in a torch.save file (zip or legacy), tensors as references."""
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()  # noqa: SIM115
-    if data[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-                if not pkls:
-                    members = ", ".join(zf.namelist()[:5])
-                    raise UnreadableFile(
-                        f"a zip archive, not a torch checkpoint (it holds {members} …): extract the checkpoint from it"
-                    )
-                return unwrap_ordered_dicts(load_pickle(zf.read(pkls[0])))
-        except zipfile.BadZipFile as exc:
-            raise UnreadableFile(f"a damaged zip (torch checkpoint): {exc}") from None
+    structure = torch_structure(path_or_bytes)
+    if structure is not None:
+        return unwrap_ordered_dicts(load_pickle(structure))
+    if isinstance(path_or_bytes, bytes):
+        data = path_or_bytes
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
     stream = io.BytesIO(data)
     first = load_pickle(stream)
     if first == TORCH_LEGACY_MAGIC:

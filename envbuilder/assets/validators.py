@@ -151,7 +151,7 @@ def _bfm(path: Path, asset: Asset) -> FileCheck:
 
 
 def _torch(path: Path, asset: Asset) -> FileCheck:
-    obj = formats.load_torch(path.read_bytes())
+    obj = formats.load_torch(path)
     described = formats.describe(obj)
     tensors = _count_tensors(described)
     keys = sorted(described)[:8] if isinstance(described, dict) else []
@@ -209,6 +209,51 @@ def _file(path: Path, asset: Asset) -> FileCheck:
     return FileCheck("ok", f"{path.stat().st_size} bytes")
 
 
+# Files that go with SMPL-X (SMPLer-X / ExPose, read by Disco4D's utils/human_models.py:25-29):
+# the LSP-14 joint regressor (a pickled 14 x 10475 array), MANO's vertices in SMPL-X (778 per
+# hand, {left_hand, right_hand}) and FLAME's vertices in SMPL-X (5023).
+def _array_of(path: Path) -> Any:
+    data = path.read_bytes()
+    if data[:6] == formats.NPY_MAGIC:
+        import io
+
+        return formats.npy_header(io.BytesIO(data))
+    return formats.describe(formats.load_pickle(data))
+
+
+def _shaped(found: Any, shape: Shape, what: str) -> FileCheck:
+    got = found.get("shape") if isinstance(found, dict) else None
+    if found is None or not isinstance(found, dict) or found.get("kind") not in ("ndarray", "sparse"):
+        kind = found.get("kind") if isinstance(found, dict) else type(found).__name__
+        return FileCheck("wrong-structure", f"not {what}: it holds a {kind}, not an array")
+    if got is not None and not _shape_ok(got, shape):
+        want = "x".join("*" if v is None else str(v) for v in shape)
+        return FileCheck("wrong-structure", f"{what}: shape {'x'.join(map(str, got))}, expected {want}")
+    return FileCheck("ok", f"{what}: {'x'.join(map(str, got or []))}")
+
+
+def _j14(path: Path, asset: Asset) -> FileCheck:
+    return _shaped(_array_of(path), (14, 10475), "an SMPL-X to LSP-14 joint regressor")
+
+
+def _mano_ids(path: Path, asset: Asset) -> FileCheck:
+    found = _array_of(path)
+    if not isinstance(found, dict) or not {"left_hand", "right_hand"} <= set(found):
+        keys = ", ".join(sorted(found)) if isinstance(found, dict) else "no keys"
+        return FileCheck(
+            "wrong-structure", f"not MANO's SMPL-X vertex ids: needs left_hand and right_hand (it has {keys})"
+        )
+    for hand in ("left_hand", "right_hand"):
+        finding = _shaped(found[hand], (778,), f"MANO {hand} vertex ids")
+        if finding.status != "ok":
+            return finding
+    return FileCheck("ok", "MANO vertex ids in SMPL-X: 778 per hand", {"keys": found})
+
+
+def _flame_ids(path: Path, asset: Asset) -> FileCheck:
+    return _shaped(_array_of(path), (5023,), "FLAME's vertex ids in SMPL-X")
+
+
 VALIDATORS: dict[str, Callable[[Path, Asset], FileCheck]] = {
     "file": _file,
     "flame-pkl": _flame,
@@ -220,7 +265,30 @@ VALIDATORS: dict[str, Callable[[Path, Asset], FileCheck]] = {
     "numpy": _numpy,
     "zip": _zip,
     "tensorflow-graph": _graph,
+    "smplx-j14-regressor": _j14,
+    "smplx-mano-vertex-ids": _mano_ids,
+    "smplx-flame-vertex-ids": _flame_ids,
 }
+
+# Every stand-in envbuilder writes carries this name: a key of a model dictionary or .npz, a .mat
+# variable, or an entry of a torch state dict's _metadata (stubgen.py, standin_weights.py). No
+# check may take such a file for the licensed one, whatever the registry says.
+STAND_IN_KEY = "envbuilder_stand_in"
+
+
+def carries_stand_in_marker(path: Path, finding: FileCheck) -> bool:
+    keys = finding.facts.get("keys")
+    if isinstance(keys, dict) and STAND_IN_KEY in keys:
+        return True
+    with path.open("rb") as f:  # bare arrays carry it after their data
+        f.seek(max(0, path.stat().st_size - 512))
+        if STAND_IN_KEY.encode() in f.read():
+            return True
+    try:
+        structure = formats.torch_structure(path)
+    except UnreadableFile:
+        return False
+    return structure is not None and STAND_IN_KEY.encode() in structure
 
 
 def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> FileCheck:
@@ -246,8 +314,12 @@ def validate(path: Path, asset: Asset, trusted_sha256: str | None = None) -> Fil
             "checksum-mismatch", f"sha256 differs from the one recorded when it was installed ({trusted_sha256[:12]}…)"
         )
     try:
-        return VALIDATORS[asset.kind](path, asset)
+        finding = VALIDATORS[asset.kind](path, asset)
     except UnreadableFile as exc:
         return FileCheck("wrong-structure", str(exc))
     except OSError as exc:
         return FileCheck("wrong-structure", f"cannot read: {exc.strerror}")
+    if finding.status == "ok" and carries_stand_in_marker(path, finding):
+        finding.facts["stand_in"] = True
+        finding.detail += "; an envbuilder stand-in (made-up values), not the real file"
+    return finding

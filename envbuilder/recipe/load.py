@@ -20,6 +20,7 @@ from envbuilder.errors import RecipeError
 from envbuilder.recipe import yamlfile
 from envbuilder.recipe.model import (
     ASSET_KINDS,
+    STAND_IN_WRITERS,
     Asset,
     Extension,
     ExtensionUse,
@@ -549,7 +550,7 @@ def _link_needs(assets: tuple[Asset, ...], smoke: Smoke) -> tuple[tuple[Asset, .
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
-PLACEHOLDERS = ("data", "out", "src", "python", "prefix")
+PLACEHOLDERS = ("data", "out", "src", "python", "prefix", "probes")  # probes: envbuilder's own helper scripts
 
 
 def _relative_or_home(node: Node) -> str:
@@ -579,6 +580,7 @@ def _assets(node: Node) -> tuple[Asset, ...]:
                 "needed_by",
                 "variant",
                 "note",
+                "stand_in",
             ),
         )
         name = f["name"].string(pattern=NAME_RE, expected="an asset name")
@@ -601,6 +603,11 @@ def _assets(node: Node) -> tuple[Asset, ...]:
             raise item.error(f"gated asset {name!r} needs 'register': the page where users sign up")
         if "member" in f and "archive" not in f:
             raise f["member"].error("'member' names a file inside 'archive', which is missing")
+        stand_in = f["stand_in"].string() if "stand_in" in f else None
+        if stand_in is not None and stand_in not in STAND_IN_WRITERS:
+            raise f["stand_in"].error(
+                f"unknown stand-in writer {stand_in!r}", hint=f"writers: {', '.join(STAND_IN_WRITERS)}"
+            )
         assets.append(
             Asset(
                 name=name,
@@ -622,9 +629,21 @@ def _assets(node: Node) -> tuple[Asset, ...]:
                 needed_by=f["needed_by"].strings() if "needed_by" in f else (),
                 variant=f["variant"].string() if "variant" in f else None,
                 note=f["note"].string() if "note" in f else None,
+                stand_in=stand_in,
             )
         )
     return tuple(assets)
+
+
+def _cwd(node: Node) -> str:
+    """A step's working directory: relative to the source root, or under a placeholder ({data})."""
+    text = node.string(expected="a folder relative to the source root, or one under {data}, {out} or {prefix}")
+    if text.startswith("{"):
+        head = text.split("/", 1)[0]
+        if head not in ("{data}", "{out}", "{prefix}") or ".." in Path(text).parts:
+            raise node.error(f"{text!r}: a working directory may start with {{data}}, {{out}} or {{prefix}} only")
+        return text
+    return _relative_or_home(node)
 
 
 def _check_placeholders(node: Node, text: str) -> str:
@@ -654,6 +673,7 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
                 "psnr_floor",
                 "loss",
                 "measure",
+                "rewrites",
             ),
         )
         run = tuple(
@@ -663,9 +683,10 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
         if not run:
             raise g["run"].error("expected the command as a list of arguments")
         needs = g["needs"].strings() if "needs" in g else ()
-        for asset in needs:
+        rewrites = g["rewrites"].strings() if "rewrites" in g else ()
+        for asset in (*needs, *rewrites):
             if asset not in asset_names:
-                raise g["needs"].error(
+                raise g["needs" if asset in needs else "rewrites"].error(
                     f"unknown asset {asset!r}",
                     hint=f"assets of this recipe: {', '.join(sorted(asset_names)) or 'none'}",
                 )
@@ -673,7 +694,7 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
             SmokeStep(
                 name=g["name"].string(pattern=NAME_RE, expected="a step name"),
                 run=run,
-                cwd=_relative_or_home(g["cwd"]) if "cwd" in g else ".",
+                cwd=_cwd(g["cwd"]) if "cwd" in g else ".",
                 env=_env(g["env"]) if "env" in g else (),
                 timeout=g["timeout"].integer(minimum=1) if "timeout" in g else 900,
                 needs=needs,
@@ -687,6 +708,7 @@ def _smoke(node: Node, asset_names: set[str]) -> Smoke:
                 psnr_floor=g["psnr_floor"].number() if "psnr_floor" in g else None,
                 loss=g["loss"].regex() if "loss" in g else None,
                 measure=tuple((key, value.regex()) for key, value in g["measure"].entries()) if "measure" in g else (),
+                rewrites=rewrites,
             )
         )
     files = []

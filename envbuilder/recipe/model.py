@@ -168,7 +168,13 @@ ASSET_KINDS = (
     "numpy",  # .npy/.npz
     "zip",
     "tensorflow-graph",  # frozen .pb
+    "smplx-j14-regressor",  # SMPLX_to_J14.pkl: a pickled 14 x 10475 array
+    "smplx-mano-vertex-ids",  # MANO_SMPLX_vertex_ids.pkl: {left_hand, right_hand} vertex ids
+    "smplx-flame-vertex-ids",  # SMPL-X__FLAME_vertex_ids.npy: 5023 vertex ids
 )
+# stand-in writers for checkpoints that are built from code, not from a file layout
+# (envbuilder/assets/standin_weights.py): what an asset's `stand_in:` may name
+STAND_IN_WRITERS = ("cap4d-mmdm", "torchvision-vgg16", "lpips-vgg")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,13 +198,14 @@ class Asset:
     needed_by: tuple[str, ...] = ()  # smoke steps (or "preprocess") that cannot run without it
     variant: str | None = None  # e.g. FLAME 2023-no-jaw; checked by the validator
     note: str | None = None
+    stand_in: str | None = None  # one of STAND_IN_WRITERS: how `--stub-assets` builds a stand-in
 
 
 @dataclass(frozen=True, kw_only=True)
 class SmokeStep:
     name: str
-    run: tuple[str, ...]  # argv; {data}, {out}, {src}, {python} are filled in
-    cwd: str = "."  # relative to the source root
+    run: tuple[str, ...]  # argv; {data}, {out}, {src}, {python}, {prefix}, {probes} are filled in
+    cwd: str = "."  # relative to the source root, or starting with a placeholder ({data})
     env: tuple[tuple[str, str], ...] = ()
     timeout: int = 900
     needs: tuple[str, ...] = ()  # asset names
@@ -208,6 +215,7 @@ class SmokeStep:
     psnr_floor: float | None = None  # PSNR the renders must reach (and beat blank frames)
     loss: str | None = None  # regex with one group: the loss in the step's log, which must fall
     measure: tuple[tuple[str, str], ...] = ()  # name -> regex with one group: last match in the log (it/s, FPS)
+    rewrites: tuple[str, ...] = ()  # assets the step converts in place (their new bytes are trusted after it)
 
 
 @dataclass(frozen=True, kw_only=True)
