@@ -272,14 +272,15 @@ def test_the_build_step_skips_a_smoke_run_whose_generator_is_not_written_yet(tmp
     assert notes and "not possible yet" in notes[0]
 
 
-def test_results_carry_a_verdict_and_stub_driven_ones_say_so(tmp_path):
+def test_results_say_stub_driven_and_a_stub_driven_pass_is_no_pass(tmp_path):
     recipe, prefix = fake_env(tmp_path, needs="flame")
-    assert smoke.run(recipe, prefix).to_json()["verdict"] == "blocked"
+    assert smoke.run(recipe, prefix).to_json()["outcome"] == "blocked"
     stubbed = smoke.run(recipe, prefix, stub_assets=True)
     saved = json.loads((prefix / "smoke" / "result.json").read_text())
-    assert saved["verdict"] == "stub-driven pass" and saved["ok"] is False and stubbed.exit_code == 3
+    assert saved["outcome"] == "stub-driven pass" and saved["ok"] is False and saved["stub_driven"] is True
+    assert stubbed.verdict == "blocked" and stubbed.exit_code == 3  # what build and the manifest record
     failing = smoke.run(recipe, prefix, env={"FAKE_MODE": "flat-loss"})
-    assert failing.to_json()["verdict"] == "stub-driven fail"
+    assert failing.to_json()["outcome"] == "stub-driven fail" and failing.verdict == "failed"
 
 
 STAGE = r"""

@@ -22,7 +22,7 @@ from envbuilder.assets import formats, validators
 from envbuilder.errors import EnvbuilderError
 from envbuilder.recipe.catalog import Catalog
 
-from conftest import run_cli
+from helpers import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 RECIPE = Catalog.default([FIXTURES]).recipe("fixture-standins")
@@ -116,12 +116,14 @@ def test_stand_ins_pass_the_validators_and_stay_marked_without_the_registry(tmp_
     assert "stand-in" in statuses["j14"].detail and "stand-in" in statuses["flame-ids"].detail
 
 
-def test_a_stand_in_is_missing_to_assets_and_cannot_be_installed(tmp_path):
-    root = tmp_path / "src"
-    assets.stub(RECIPE, root, Path(sys.executable))
-    statuses = assets.check(RECIPE, root)
-    assert assets.exit_code(statuses) == 3 and assets.build_exit_code(statuses) == 3
-    assert assets.stand_ins(statuses)["train"] == ["flame"]
+def test_a_stand_in_is_missing_to_assets_and_cannot_be_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    root, home = tmp_path / "src", tmp_path / "env-home"
+    assets.stub(RECIPE, root, Path(sys.executable), home)
+    statuses = assets.check(RECIPE, root, home)
+    assert all(s.status == "ok" and s.stub for s in statuses)  # nothing missing: only stand-ins
+    assert assets.verdict(statuses) == "blocked" and assets.build_verdict(statuses) == "blocked"
+    assert assets.stand_ins(statuses)["train"] == ["flame", "home-model"]
     args = ["--recipes", str(FIXTURES), "--root", str(root), "--json"]
     assert run_cli("assets", "fixture-standins", *args).returncode == 3
     copy = tmp_path / "flame2023_no_jaw.pkl"

@@ -108,9 +108,7 @@ def check(recipe: Recipe, root: Path, home: Path | None = None) -> list[AssetSta
     return check_assets(recipe.assets, root, recipe.name, home)
 
 
-def check_assets(
-    wanted: Sequence[Asset], root: Path, recipe: str, home: Path | None = None
-) -> list[AssetStatus]:
+def check_assets(wanted: Sequence[Asset], root: Path, recipe: str, home: Path | None = None) -> list[AssetStatus]:
     """Each asset's status in the tree at root (recipe: its name, for the commands we suggest).
     With `home` (an env's stand-in home), a file missing from the user's home is looked for
     there; whatever is found there is a stand-in. A file carrying envbuilder's stand-in marker is
