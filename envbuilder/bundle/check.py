@@ -18,6 +18,7 @@ from envbuilder.bundle import BUNDLE_FILE, SCHEMA, SUMS
 from envbuilder.errors import EnvbuilderError, InputError
 
 CHUNK = 1 << 20
+BUILD_SEEDS = ("pip", "setuptools", "wheel")
 
 
 class BundleDamaged(EnvbuilderError):
@@ -121,6 +122,8 @@ def base_problem(provided: dict[str, str], found: dict[str, str]) -> str | None:
     wrong = []
     for name, want in sorted(provided.items()):
         got = have.get(canonicalize_name(name))
+        if name in BUILD_SEEDS and got is not None:
+            continue  # build tools a venv may shadow with its own; extensions come prebuilt
         if got is None:
             wrong.append(f"{name} {want} (not there)")
         elif not _same(got, want):
