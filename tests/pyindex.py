@@ -127,6 +127,26 @@ def build_sdist(out: Path, name: str, version: str, *, requires: list[str] = (),
     return path
 
 
+def build_setup_py_sdist(out: Path, name: str, version: str) -> Path:
+    """An sdist with only a setup.py (python-speech-features 0.6 is one): building it needs
+    setuptools, which an isolated build fetches from the index."""
+    dist = _dist(name)
+    root = f"{dist}-{version}"
+    files = {
+        f"{root}/PKG-INFO": metadata(name, version).encode(),
+        f"{root}/setup.py": f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, py_modules=[{dist!r}])\n".encode(),
+        f"{root}/{dist}.py": f"__version__ = {version!r}\n".encode(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{root}.tar.gz"
+    with tarfile.open(path, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for n, d in files.items():
+            info = tarfile.TarInfo(n)
+            info.size, info.mtime, info.mode = len(d), 1577836800, 0o644
+            tar.addfile(info, io.BytesIO(d))
+    return path
+
+
 @dataclass
 class PyIndex:
     """Serve <root>/simple/<project>/ (PEP 503 HTML) and <root>/files/ on 127.0.0.1."""

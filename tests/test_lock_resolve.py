@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from pyindex import PyIndex
+from pyindex import PyIndex, build_setup_py_sdist
 
 from envbuilder.lock.diff import diff_locks
 from envbuilder.lock.download import DownloadCache
@@ -19,7 +19,7 @@ from envbuilder.lock.errors import ArtifactMismatch, FreezeError, ResolutionFail
 from envbuilder.lock.freeze import INSTALLED_LOCK, freeze_env, lock_from_pip_report, record_installed
 from envbuilder.lock.indexes import IndexConfig
 from envbuilder.lock.install import install_lock, installed_packages, run_installer
-from envbuilder.lock.model import Artifact, EnvbuilderPart, Lock
+from envbuilder.lock.model import Artifact, EnvbuilderPart, Lock, LockedPackage
 from envbuilder.lock.resolve import Request, resolve
 from envbuilder.lock.target import Target
 from envbuilder.lock.tomlfile import read_lock, write_lock
@@ -132,6 +132,25 @@ def test_sdist_only_requirement_is_locked_as_its_sdist(index, tools, tmp_path):
     index.publish("plainsdist", "1.0", sdist_only=True)
     lock2 = lock_of(index, tools, "plainsdist", "dep")
     assert lock2.package("plainsdist").artifact.kind == "sdist" and lock2.package("dep").artifact.kind == "wheel"
+
+
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_sdist_builds_against_the_setuptools_the_env_has(index, tools, tmp_path, installer):
+    """On a base (seen through --system-site-packages) that has setuptools and wheel, the lock installs
+    without them; a setup.py sdist then builds against the env's copies. Isolated, the installer would
+    look for setuptools on the index, which has none, as an offline machine has none (seen on the
+    device: python-speech-features 0.6 in TalkingGaussian's bundle)."""
+    sdist = build_setup_py_sdist(tmp_path / "files", "speechlib", "0.6")
+    index.add_file(sdist, "speechlib")
+    python = venv(tmp_path / "env")
+    subprocess.run([*tools.pip, "--python", str(python), "install", "-q", "setuptools", "wheel"], check=True)
+    artifact = Artifact(
+        kind="sdist", filename=sdist.name, sha256=sha(sdist), size=sdist.stat().st_size, url=index.file_url(sdist.name)
+    )
+    lock = Lock((LockedPackage("speechlib", "0.6", artifact, index=index.url),))
+    install_lock(lock, python, installer=installer, tools=tools, indexes=IndexConfig(default=index.url))
+    assert installed_packages(python)["speechlib"] == "0.6"
+    assert not [r for r in index.requests if "/simple/setuptools" in r]  # nothing was looked up for the build
 
 
 def test_unsatisfiable_requirement_is_our_error(index, tools):

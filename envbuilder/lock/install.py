@@ -79,9 +79,9 @@ def install_lock(
     files = verify_files(lock, lock_dir=lock_dir, cache=cache)
     note(f"verified {len(files)} files (sha256 and size)")
     late = set(lock.envbuilder.no_build_isolation) if lock.envbuilder else set()
-    if lock.package("setuptools") and lock.package("wheel"):
-        # every sdist builds against the env's locked setuptools: no build isolation, so nothing
-        # is fetched for it (offline machines) and its build tools are the locked ones
+    if _has_build_tools(lock, python):
+        # every sdist builds against the env's setuptools (locked, or the base's at the locked
+        # version): no build isolation, so nothing is fetched for it (offline machines)
         late |= {p.name for p in lock.packages if p.artifact.kind == "sdist"}
     first = lock.without(sorted(late))
     second = lock.only(sorted(late))
@@ -97,6 +97,15 @@ def install_lock(
             )
             run_installer(installer, tools, python, lockfile, options=options, indexes=indexes, log=log)
     return Installed(installer, installed_packages(python))
+
+
+def _has_build_tools(lock: Lock, python: Path) -> bool:
+    """setuptools and wheel will be in the env: in the lock, or there already (a base seen through
+    --system-site-packages, whose copies the wheels step leaves out of what it installs)."""
+    if not any(p.artifact.kind == "sdist" for p in lock.packages):
+        return False
+    present = installed_packages(python)
+    return all(lock.package(name) or name in present for name in ("setuptools", "wheel"))
 
 
 def _pointing_at(lock: Lock, files: dict[str, Path]) -> Lock:
