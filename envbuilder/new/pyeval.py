@@ -73,7 +73,7 @@ class Ref:
     qual: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class PathValue:
     """A pathlib.Path value."""
 

@@ -163,7 +163,7 @@ class Reader:
             head = _head_branch(repo)
             branch = head if head and _rev_parse(repo, head) == full else None
             return repo, full, branch
-        refs = _ls_remote(url)
+        refs = _ls_remote(url, "--symref")
         head = refs.get("HEAD")
         default = refs.get("symref:HEAD", "").removeprefix("refs/heads/") or None
         if rev is None:
