@@ -575,3 +575,79 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+def new_result(result: Any) -> None:
+    """What `envbuilder new` wrote and what it could not decide (result: envbuilder.new.command.Result)."""
+    d = result.draft
+    out.print(f"[green]wrote[/] {escape(str(result.recipe_file))}" + (f" and {len(result.files) - 1} extension file(s)" if len(result.files) > 1 else "") + f" in {result.seconds:.1f} s")
+    source = d.source.get("git") or d.source.get("path")
+    commit = f" @ {d.source['commit']}" if d.source.get("commit") else ""
+    out.print(f"  source: {escape(str(source))}{commit}; python {d.python}; torch table: {', '.join(d.torch_packages)}")
+    if d.extensions:
+        table(
+            "extensions",
+            ["extension", "kind", "where", "found"],
+            [
+                [
+                    e.name + ("" if e.enabled else " (commented out)"),
+                    "shared" if e.shared else "new",
+                    e.path or (e.source or {}).get("git", "its own repository"),
+                    e.why[:110],
+                ]
+                for e in d.extensions
+            ],
+        )
+    else:
+        out.print("  no CUDA/C++ extension found: plain Python plus torch")
+    for p in d.patches:
+        out.print(f"  patch {p.name}: {', '.join(p.files) if p.files else '(its own files)'}  [dim]{escape(p.why[:100])}[/]")
+    changed = [r for r in d.requirements if r.why]
+    out.print(f"  requirements: {len(d.requirements)} ({len(changed)} with a reason), {len(d.dropped)} not carried over")
+    for a in d.assets:
+        out.print(f"  gated asset {a.name}: {escape(a.path)} (register at {escape(a.register)})")
+    if d.todos:
+        out.print(f"\n[yellow]TODO[/] ({len(d.todos)}, also at the end of the recipe):")
+        for i, t in enumerate(d.todos, 1):
+            out.print(f"  {i}. {escape(t)}")
+    out.print(f"\nnext: envbuilder plan {d.name} --recipes {escape(str(result.output))} --arch 12.0")
+
+
+def new_trial(trial: Any) -> None:
+    """Per extension: compiled, SASS present, imports, or the failure (trial: envbuilder.new.trial.Trial)."""
+    if trial.failed_step:
+        out.print(f"[red]the trial stopped at step {trial.failed_step}:[/] {escape(trial.error or '')}")
+        for f in trial.findings:
+            out.print(f"  [yellow]diagnosis[/] ({f['id']}): {escape(f['cause'])} fix: {escape(f['fix'])}")
+        if trial.hint and not trial.findings:
+            out.print(f"  [cyan]hint:[/] {escape(trial.hint)}")
+        if trial.log:
+            out.print(f"  log: {escape(trial.log)}")
+        return
+
+    def sass(e: Any) -> str:
+        return ", ".join(f"{arch} {how or 'missing'}" for arch, how in e.sass.items()) or "-"
+
+    def imports(e: Any) -> str:
+        return "-" if e.imports is None else ("yes" if e.imports else "no")
+
+    table(
+        f"trial for {', '.join(trial.archs)} in {trial.prefix}",
+        ["extension", "compiled", "SASS", "imports", "problem"],
+        [
+            [
+                e.name,
+                ("yes" + (" (cached)" if e.cache == "hit" else "")) if e.compiled else "no",
+                sass(e),
+                imports(e),
+                (e.error or "").splitlines()[0][:100] if e.error else "-",
+            ]
+            for e in trial.extensions
+        ],
+    )
+    for e in trial.extensions:
+        for f in e.findings:
+            out.print(f"  {e.name}: [yellow]{f['id']}[/]: {escape(f['cause'])} fix: {escape(f['fix'])}")
+        if e.patches:
+            out.print(f"  {e.name}: envbuilder's patch for it: {', '.join(e.patches)} (add it to the extension's patches:)")
+        if e.error and e.log:
+            out.print(f"  {e.name}: log {escape(e.log)}")
+    out.print("[green]every extension built, holds SASS and imports[/]" if trial.ok else "[red]not every extension made it[/]")

@@ -21,6 +21,7 @@ from envbuilder.cli import (
     inspect,
     lock,
     matrix,
+    new,
     patch,
     recipes,
     run,
@@ -29,7 +30,7 @@ from envbuilder.cli import (
 )
 from envbuilder.errors import EXIT_INTERRUPTED, EnvbuilderError
 
-GROUPS = (recipes, build, lock, bundle, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose)
+GROUPS = (recipes, build, lock, bundle, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose, new)
 # command -> how its older spellings become today's (nested verbs came later)
 REWRITES = {"assets": assets.rewrite, "patch": patch.rewrite, "bundle": bundle.rewrite}
 

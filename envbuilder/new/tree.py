@@ -1,9 +1,8 @@
 """The method's tree at one commit, checked out (with its submodules at their gitlinks) into a
 scratch folder for reading.
 
-Git work goes through the sources step's helpers (envbuilder.steps.sources: mirror lookup,
-envbuilder's clone cache, relative submodule URLs), so the clone `new` makes is the one `build`
-reuses. A submodule whose pinned commit its remote lacks is never replaced: it is reported with
+Git work goes through envbuilder's git client (envbuilder.git: mirror lookup, envbuilder's clone
+cache, relative submodule URLs), so the clone `new` makes is the one `build` reuses. A submodule whose pinned commit its remote lacks is never replaced: it is reported with
 the branches the remote does have; for reading only, the remote's default branch is checked
 out and everything found in it is marked as read from there.
 """
@@ -13,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envbuilder import proc
 from envbuilder.errors import EnvbuilderError, InputError
-from envbuilder.steps.sources import GIT, _git_dir, _Git, mirror_candidates, resolve_url
+from envbuilder.git import GIT, Git, git_dir, mirror_candidates, resolve_url
 
 URL_RE = re.compile(r"^(https?://|ssh://|git://|file://|git@[^:]+:)\S+$")
 HEX_RE = re.compile(r"^[0-9a-f]{7,40}$")
@@ -68,12 +68,12 @@ class Tree:
 
 
 class _Runner:
-    """What the sources step's git helper needs from a build context: run and note."""
+    """The git client's runner (envbuilder.git.Runner) outside a build: no step log, notes kept."""
 
     def __init__(self) -> None:
         self.notes: list[str] = []
 
-    def run(self, argv: list[str], **_: Any) -> None:
+    def run(self, argv: Sequence[str | Path]) -> None:
         proc.capture([str(a) for a in argv], timeout=1800)
 
     def note(self, text: str) -> None:
@@ -139,13 +139,13 @@ def _no_commit(rev: str, where: str) -> InputError:
 class Reader:
     def __init__(self, mirror: Path | None) -> None:
         self.runner = _Runner()
-        self.git = _Git(self.runner, mirror)  # type: ignore[arg-type] - run/note is all it uses
+        self.git = Git(self.runner, mirror)
         self.mirror = mirror
 
     def _mirror_repo(self, url: str) -> Path:
         assert self.mirror is not None
         candidates = mirror_candidates(self.mirror, url)
-        repo = next((r for r in map(_git_dir, candidates) if r), None)
+        repo = next((r for r in map(git_dir, candidates) if r), None)
         if repo is None:
             raise InputError(
                 f"--mirror {self.mirror} has no copy of {url}",
@@ -274,7 +274,7 @@ def open_tree(target: str, commit: str | None, mirror: Path | None, scratch: Pat
         if not local.is_dir():
             raise InputError(f"{target} is a file; give a repository URL or a directory", hint="nothing was written")
         local = local.resolve()
-        repo = _git_dir(local) if (local / ".git").exists() or (local / "HEAD").is_file() else None
+        repo = git_dir(local) if (local / ".git").exists() or (local / "HEAD").is_file() else None
         if repo is None:
             if commit:
                 raise InputError(f"{target} is not a git repository, so --commit {commit} cannot be read from it", hint="drop --commit to read the directory as it is; nothing was written")
