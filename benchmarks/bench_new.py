@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import git, make_repo  # noqa: E402
-from newtrees import INDEX, WHEEL, add_submodule, commit_all, knn_files, rasterizer_files, serve, write_index  # noqa: E402
+from newtrees import INDEX, WHEEL, add_submodule, commit_all, knn_files, rasterizer_files, serve, write_index
+
+from helpers import git, make_repo
 
 TARGET_S = 5.0
 PACKAGES = [f"pkg{i:02d}" for i in range(25)]
@@ -45,8 +46,12 @@ def build_tree(base: Path) -> Path:
     }
     for i in range(300):
         imports = "\n".join(f"import {PACKAGES[(i + j) % len(PACKAGES)]}" for j in range(3))
-        files[f"lib/mod{i // 30}/file{i:03d}.py"] = f"import os\nimport torch\n{imports}\n\ndef f{i}(x):\n    return x + {i}\n" * 5
-    files["train.py"] = "from diff_gaussian_rasterization import GaussianRasterizer\nfrom simple_knn._C import distCUDA2\n"
+        files[f"lib/mod{i // 30}/file{i:03d}.py"] = (
+            f"import os\nimport torch\n{imports}\n\ndef f{i}(x):\n    return x + {i}\n" * 5
+        )
+    files["train.py"] = (
+        "from diff_gaussian_rasterization import GaussianRasterizer\nfrom simple_knn._C import distCUDA2\n"
+    )
     make_repo(method, files)
     add_submodule(method, ras.as_uri(), "submodules/rasterizer")
     git("submodule", "update", "--init", "--recursive", "-q", cwd=method)

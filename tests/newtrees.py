@@ -32,8 +32,10 @@ SETTINGS_FIELDS = (
 
 def rasterizer_files(*, extra_field: str | None = None, with_cstdint: bool = False) -> dict[str, str]:
     fields = "\n".join(f"    {f}" for f in (*SETTINGS_FIELDS, *([extra_field] if extra_field else [])))
-    impl_h = "#pragma once\n#include <vector>\n" + ("#include <cstdint>\n" if with_cstdint else "") + (
-        "struct Buffers { uint32_t* tiles; std::uintptr_t base; };\n"
+    impl_h = (
+        "#pragma once\n#include <vector>\n"
+        + ("#include <cstdint>\n" if with_cstdint else "")
+        + ("struct Buffers { uint32_t* tiles; std::uintptr_t base; };\n")
     )
     return {
         "setup.py": (
@@ -78,7 +80,9 @@ def knn_files(*, with_cfloat: bool = False) -> dict[str, str]:
             "setup(name='simple_knn', ext_modules=[CUDAExtension(name='simple_knn._C',\n"
             "      sources=['spatial.cu', 'simple_knn.cu', 'ext.cpp'])], cmdclass={'build_ext': BuildExtension})\n"
         ),
-        "simple_knn.cu": "#include <vector>\n" + ("#include <cfloat>\n" if with_cfloat else "") + "float far() { return FLT_MAX; }\n",
+        "simple_knn.cu": "#include <vector>\n"
+        + ("#include <cfloat>\n" if with_cfloat else "")
+        + "float far() { return FLT_MAX; }\n",
         "spatial.cu": '#include "spatial.h"\n',
         "spatial.h": "#include <torch/extension.h>\ntorch::Tensor distCUDA2(const torch::Tensor& points);\n",
         "ext.cpp": '#include "spatial.h"\nPYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("distCUDA2", &distCUDA2); }\n',
@@ -144,7 +148,12 @@ def serve(directory: Path) -> Iterator[str]:
 WHEEL = "manylinux_2_17_x86_64.manylinux2014_x86_64"
 INDEX = {
     # an old pin without a cp312 wheel; 0.3.0 is the first that has one
-    "meshcubes": ["meshcubes-0.2.0-cp38-cp38-" + WHEEL + ".whl", "meshcubes-0.2.0.tar.gz", "meshcubes-0.3.0-cp312-cp312-" + WHEEL + ".whl", "meshcubes-0.4.0-cp312-cp312-" + WHEEL + ".whl"],
+    "meshcubes": [
+        "meshcubes-0.2.0-cp38-cp38-" + WHEEL + ".whl",
+        "meshcubes-0.2.0.tar.gz",
+        "meshcubes-0.3.0-cp312-cp312-" + WHEEL + ".whl",
+        "meshcubes-0.4.0-cp312-cp312-" + WHEEL + ".whl",
+    ],
     # pure Python wheels: always fine
     "plyreader": ["plyreader-1.0.0-py3-none-any.whl"],
     "tqdm": ["tqdm-4.66.0-py3-none-any.whl"],

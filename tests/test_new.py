@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from newtrees import INDEX, add_submodule, commit_all, knn_files, rasterizer_files, rasterizer_repo, serve, write_index
 
 from envbuilder.errors import InputError
 from envbuilder.new.command import new
@@ -18,7 +19,6 @@ from envbuilder.recipe.catalog import Catalog
 
 from conftest import has_git
 from helpers import git, host, make_repo
-from newtrees import INDEX, add_submodule, commit_all, knn_files, rasterizer_files, rasterizer_repo, serve, write_index
 
 pytestmark = pytest.mark.skipif(not has_git(), reason="git is not installed: new reads repositories with it")
 
@@ -49,14 +49,17 @@ def loaded(out: Path, name: str):
 def knn_ext_repo(base: Path) -> Path:
     """A CUDA extension that only the README names: `git clone … && cd … && pip install .`."""
     repo = base / "knn-ext"
-    make_repo(repo, {
-        "setup.py": (
-            "from setuptools import setup\n"
-            "from torch.utils.cpp_extension import CUDAExtension\n"
-            "setup(name='ballquery', ext_modules=[CUDAExtension('ballquery._C', ['ball.cu'])])\n"
-        ),
-        "ball.cu": "#include <vector>\nstruct Hit { uint32_t id; };\n",
-    })
+    make_repo(
+        repo,
+        {
+            "setup.py": (
+                "from setuptools import setup\n"
+                "from torch.utils.cpp_extension import CUDAExtension\n"
+                "setup(name='ballquery', ext_modules=[CUDAExtension('ballquery._C', ['ball.cu'])])\n"
+            ),
+            "ball.cu": "#include <vector>\nstruct Hit { uint32_t id; };\n",
+        },
+    )
     return repo
 
 
@@ -135,13 +138,19 @@ def test_new_on_a_method_it_has_never_seen(tmp_path, index):
 
     ext = {e.name: e for e in d.extensions}
     assert set(ext) == {"diff-gaussian-rasterization", "simple-knn", "pytorch3d", "demo-splat-ballquery"}
-    assert ext["diff-gaussian-rasterization"].shared and ext["diff-gaussian-rasterization"].path == "submodules/rasterizer"
+    assert (
+        ext["diff-gaussian-rasterization"].shared and ext["diff-gaussian-rasterization"].path == "submodules/rasterizer"
+    )
     assert ext["simple-knn"].shared and ext["simple-knn"].path == "vendor/simple-knn"
     assert any("cfloat: already fixed" in n for n in ext["simple-knn"].notes)  # the shared patch would do nothing
     assert ext["pytorch3d"].shared and ext["pytorch3d"].path is None
     ball = ext["demo-splat-ballquery"]  # README-only: its own repository, pinned to a full commit
     knn_head = git("rev-parse", "HEAD", cwd=tmp_path / "up" / "knn-ext")
-    assert not ball.shared and ball.source == {"git": (tmp_path / "up" / "knn-ext").as_uri(), "commit": knn_head, "branch": "main"}
+    assert not ball.shared and ball.source == {
+        "git": (tmp_path / "up" / "knn-ext").as_uri(),
+        "commit": knn_head,
+        "branch": "main",
+    }
     assert [(p.name, p.files) for p in ball.patches] == [("cstdint", ["ball.cu"])]
 
     patches = {p.name: p.files for p in d.patches}
@@ -157,7 +166,14 @@ def test_new_on_a_method_it_has_never_seen(tmp_path, index):
 
     reqs = {r.text: r for r in d.requirements}
     assert "meshcubes==0.3.0" in reqs and "first release that has one" in reqs["meshcubes==0.3.0"].why
-    assert {"opencv-python-headless", "tensorflow>=2.16", "mmengine-lite==0.10.7", "packaging", "tqdm", "speechfeat"} <= set(reqs)
+    assert {
+        "opencv-python-headless",
+        "tensorflow>=2.16",
+        "mmengine-lite==0.10.7",
+        "packaging",
+        "tqdm",
+        "speechfeat",
+    } <= set(reqs)
     assert "found by import: train.py:2" in reqs["numpy"].why
     assert not any(r.startswith(("torch", "pytorch", "cudatoolkit", "mmcv")) for r in reqs)
     dropped = " ".join(t for t, _ in d.dropped)
@@ -169,7 +185,12 @@ def test_new_on_a_method_it_has_never_seen(tmp_path, index):
 
     # the folder loads with the strict loader and plans
     recipe, plan = loaded(out, "demo-splat")
-    assert [e.name for e in recipe.extensions] == ["diff-gaussian-rasterization", "simple-knn", "pytorch3d", "demo-splat-ballquery"]
+    assert [e.name for e in recipe.extensions] == [
+        "diff-gaussian-rasterization",
+        "simple-knn",
+        "pytorch3d",
+        "demo-splat-ballquery",
+    ]
     assert (out / "extensions/demo-splat-ballquery/extension.yaml").is_file()
     assert not (out / "extensions/simple-knn").exists()  # a shared one is not copied
     assert plan.step("extensions").inputs and "12.0" in plan.torch_cuda_arch_list
@@ -179,26 +200,34 @@ def test_new_on_a_method_it_has_never_seen(tmp_path, index):
 
 def test_vendored_fork_with_another_api_gets_its_own_entry(tmp_path, index):
     method = tmp_path / "forked"
-    make_repo(method, {
-        "README.md": "# Forked\n\n## Install\n```\npip install ./third/rast-fork\npip install ./third/tidy-op\n```\n",
-        **files_of("third/rast-fork", rasterizer_files(extra_field="kernel_size: float")),
-        # an extension the tree already fixed: <cstdint> is included, so no patch is attached
-        "third/tidy-op/setup.py": (
-            "from setuptools import setup\nfrom torch.utils.cpp_extension import CUDAExtension\n"
-            "setup(name='tidy_op', ext_modules=[CUDAExtension('tidy_op._C', ['tidy.cu'])])\n"
-        ),
-        "third/tidy-op/tidy.cu": "#include <cstdint>\n#include <cfloat>\nuint32_t n; float m = FLT_MAX;\n",
-        "render.py": "from diff_gaussian_rasterization import GaussianRasterizer\nimport tidy_op\n",
-    })
+    make_repo(
+        method,
+        {
+            "README.md": "# Forked\n\n## Install\n```\npip install ./third/rast-fork\npip install ./third/tidy-op\n```\n",
+            **files_of("third/rast-fork", rasterizer_files(extra_field="kernel_size: float")),
+            # an extension the tree already fixed: <cstdint> is included, so no patch is attached
+            "third/tidy-op/setup.py": (
+                "from setuptools import setup\nfrom torch.utils.cpp_extension import CUDAExtension\n"
+                "setup(name='tidy_op', ext_modules=[CUDAExtension('tidy_op._C', ['tidy.cu'])])\n"
+            ),
+            "third/tidy-op/tidy.cu": "#include <cstdint>\n#include <cfloat>\nuint32_t n; float m = FLT_MAX;\n",
+            "render.py": "from diff_gaussian_rasterization import GaussianRasterizer\nimport tidy_op\n",
+            # the checkpoint load already passes weights_only=False: torch-load-trusted would add it twice
+            "train.py": "import torch\n(model, first_iter) = torch.load(path, weights_only=False)\n",
+        },
+    )
     out = tmp_path / "out"
     d = new(str(method), output=out, index=index).draft
     ext = {e.name: e for e in d.extensions}
     assert set(ext) == {"forked-diff-gaussian-rasterization", "forked-tidy-op"}
     fork = ext["forked-diff-gaussian-rasterization"]
     assert not fork.shared and fork.import_name == "diff_gaussian_rasterization._C"
-    assert fork.fingerprint["failed"] == ["GaussianRasterizationSettings requires kernel_size, which the shared extension's probe does not pass"]
+    assert fork.fingerprint["failed"] == [
+        "GaussianRasterizationSettings requires kernel_size, which the shared extension's probe does not pass"
+    ]
     assert [(p.name, p.files) for p in fork.patches] == [("cstdint", ["cuda_rasterizer/rasterizer_impl.h"])]
     assert ext["forked-tidy-op"].patches == []
+    assert d.patches == []  # nothing the tree already fixed
     recipe, _ = loaded(out, "forked")
     fork_ext = recipe.extensions[0].extension
     assert fork_ext.name == "forked-diff-gaussian-rasterization" and fork_ext.probe is None
@@ -208,10 +237,13 @@ def test_vendored_fork_with_another_api_gets_its_own_entry(tmp_path, index):
 
 def test_a_repository_without_extensions_is_python_plus_torch(tmp_path, index):
     method = tmp_path / "plainnet"
-    make_repo(method, {
-        "pyproject.toml": '[project]\nname = "plainnet"\nrequires-python = ">=3.8"\ndependencies = ["tqdm", "numpy==1.22.0"]\n',
-        "plainnet/__init__.py": "import torch\nimport torchvision\nimport tqdm\n",
-    })
+    make_repo(
+        method,
+        {
+            "pyproject.toml": '[project]\nname = "plainnet"\nrequires-python = ">=3.8"\ndependencies = ["tqdm", "numpy==1.22.0"]\n',
+            "plainnet/__init__.py": "import torch\nimport torchvision\nimport tqdm\n",
+        },
+    )
     out = tmp_path / "out"
     d = new(method.as_uri(), output=out, index=index).draft
     assert d.extensions == [] and d.patches == []

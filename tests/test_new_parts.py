@@ -8,14 +8,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from newtrees import INDEX, knn_files, rasterizer_files, serve, write_index
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 from envbuilder.errors import InputError
 from envbuilder.new import declared, fingerprint, imports, jit, pins, readme, setup_py
 from envbuilder.new.index import IndexUnavailable, SimpleIndex, Target, releases
-
-from newtrees import INDEX, knn_files, rasterizer_files, serve, write_index
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -30,13 +29,18 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_setup_plain_list_and_flags(tmp_path):
-    write(tmp_path, {"ext/setup.py": """
+    write(
+        tmp_path,
+        {
+            "ext/setup.py": """
         from setuptools import setup
         from torch.utils.cpp_extension import CUDAExtension, BuildExtension
         setup(name="dotkernel", ext_modules=[CUDAExtension("dotkernel._C", ["a.cu", "b.cpp"],
               extra_compile_args={"cxx": ["-O2", "-std=c++14"], "nvcc": ["-std=c++14"]})],
               install_requires=["numpy<2"], cmdclass={"build_ext": BuildExtension})
-    """})
+    """
+        },
+    )
     info = setup_py.analyse(tmp_path / "ext/setup.py", tmp_path)
     assert info.package == "dotkernel" and info.directory == "ext" and info.install_requires == ("numpy<2",)
     (ext,) = info.extensions
@@ -45,9 +49,14 @@ def test_setup_plain_list_and_flags(tmp_path):
 
 
 def test_setup_sources_from_glob_and_include_dirs_from_os_path(tmp_path):
-    write(tmp_path, {
-        "k/src/one.cu": "", "k/src/two.cu": "", "k/src/bind.cpp": "", "k/src/skip.txt": "",
-        "k/setup.py": """
+    write(
+        tmp_path,
+        {
+            "k/src/one.cu": "",
+            "k/src/two.cu": "",
+            "k/src/bind.cpp": "",
+            "k/src/skip.txt": "",
+            "k/setup.py": """
             import glob, os
             from setuptools import setup
             from torch.utils.cpp_extension import CUDAExtension
@@ -56,7 +65,8 @@ def test_setup_sources_from_glob_and_include_dirs_from_os_path(tmp_path):
             setup(name="k", ext_modules=[CUDAExtension(name="k_cuda", sources=sources,
                   include_dirs=[os.path.join(ROOT, "third_party", "glm")])])
         """,
-    })
+        },
+    )
     (ext,) = setup_py.analyse(tmp_path / "k/setup.py", tmp_path).extensions
     assert sorted(ext.sources) == ["src/bind.cpp", "src/one.cu", "src/two.cu"]
     assert ext.include_dirs == ("third_party/glm",)
@@ -64,9 +74,13 @@ def test_setup_sources_from_glob_and_include_dirs_from_os_path(tmp_path):
 
 
 def test_setup_sources_from_a_loop(tmp_path):
-    write(tmp_path, {
-        "csrc/a.cu": "", "csrc/b.cu": "", "csrc/readme.md": "",
-        "setup.py": """
+    write(
+        tmp_path,
+        {
+            "csrc/a.cu": "",
+            "csrc/b.cu": "",
+            "csrc/readme.md": "",
+            "setup.py": """
             import os
             from setuptools import setup
             from torch.utils import cpp_extension
@@ -77,16 +91,21 @@ def test_setup_sources_from_a_loop(tmp_path):
             sources += ["bind.cpp"]
             setup(name="loopy", ext_modules=[cpp_extension.CppExtension(name="loopy._ops", sources=sources)])
         """,
-    })
+        },
+    )
     (ext,) = setup_py.analyse(tmp_path / "setup.py", tmp_path).extensions
     assert ext.kind == "CppExtension" and ext.sources == ("csrc/a.cu", "csrc/b.cu", "bind.cpp")
     assert ext.cuda  # .cu sources make it a CUDA build whatever the class
 
 
 def test_setup_get_extensions_function_with_pathlib_and_unknown_condition(tmp_path):
-    write(tmp_path, {
-        "csrc/x.cu": "", "csrc/y/z.cu": "", "csrc/w.cpp": "",
-        "setup.py": """
+    write(
+        tmp_path,
+        {
+            "csrc/x.cu": "",
+            "csrc/y/z.cu": "",
+            "csrc/w.cpp": "",
+            "setup.py": """
             import os
             from pathlib import Path
             import torch
@@ -104,8 +123,9 @@ def test_setup_get_extensions_function_with_pathlib_and_unknown_condition(tmp_pa
 
             setup(name="meshops", packages=find_packages(), ext_modules=get_extensions())
         """,
-        "meshops/__init__.py": "",
-    })
+            "meshops/__init__.py": "",
+        },
+    )
     info = setup_py.analyse(tmp_path / "setup.py", tmp_path)
     assert [e.kind for e in info.extensions] == ["CUDAExtension"]
     assert info.extensions[0].sources == ("csrc/w.cpp", "csrc/x.cu", "csrc/y/z.cu")
@@ -115,7 +135,10 @@ def test_setup_get_extensions_function_with_pathlib_and_unknown_condition(tmp_pa
 
 
 def test_setup_windows_branch_not_taken(tmp_path):
-    write(tmp_path, {"setup.py": """
+    write(
+        tmp_path,
+        {
+            "setup.py": """
         import os
         from setuptools import setup
         from torch.utils.cpp_extension import CUDAExtension
@@ -124,20 +147,27 @@ def test_setup_windows_branch_not_taken(tmp_path):
         else:
             flags = ["-std=c++14"]
         setup(name="w", ext_modules=[CUDAExtension("w_ext", ["w.cu"], extra_compile_args={"cxx": flags})])
-    """})
+    """
+        },
+    )
     (ext,) = setup_py.analyse(tmp_path / "setup.py", tmp_path).extensions
     assert dict(ext.flags)["cxx"] == ("-std=c++14",)
 
 
 def test_setup_never_runs_code(tmp_path):
     marker = tmp_path / "ran"
-    write(tmp_path, {"setup.py": f"""
+    write(
+        tmp_path,
+        {
+            "setup.py": f"""
         import os
         open({str(marker)!r}, "w").write("x")
         os.system("touch {marker}")
         from setuptools import setup
         setup(name="quiet")
-    """})
+    """
+        },
+    )
     info = setup_py.analyse(tmp_path / "setup.py", tmp_path)
     assert info.package == "quiet" and not marker.exists()
 
@@ -154,25 +184,35 @@ def test_setup_not_valid_python_names_file_and_line(tmp_path):
 
 
 def test_jit_load_with_forced_standard(tmp_path):
-    write(tmp_path, {"enc/backend.py": """
+    write(
+        tmp_path,
+        {
+            "enc/backend.py": """
         import os
         from torch.utils.cpp_extension import load
         _dir = os.path.dirname(os.path.abspath(__file__))
         flags = ["-O3", "-std=c++14"]
         _backend = load(name="_hash_enc", extra_cflags=flags, extra_cuda_cflags=flags,
                         sources=[os.path.join(_dir, "src", f) for f in ["hash.cu", "bind.cpp"]])
-    """})
+    """
+        },
+    )
     (backend,) = jit.find(tmp_path / "enc/backend.py", tmp_path)
     assert backend.name == "_hash_enc" and backend.sources == ("enc/src/hash.cu", "enc/src/bind.cpp")
     assert "-std=c++14" in backend.flags and not backend.inline
 
 
 def test_jit_load_inside_a_function_nobody_calls(tmp_path):
-    write(tmp_path, {"ops.py": """
+    write(
+        tmp_path,
+        {
+            "ops.py": """
         import torch.utils.cpp_extension as ext
         def build():
             return ext.load("lazy_op", ["lazy.cu"])
-    """})
+    """
+        },
+    )
     (backend,) = jit.find(tmp_path / "ops.py", tmp_path)
     assert backend.name == "lazy_op" and backend.sources == ("lazy.cu",)
 
@@ -181,7 +221,11 @@ def test_jit_load_inside_a_function_nobody_calls(tmp_path):
 
 
 def test_readme_install_blocks(tmp_path):
-    write(tmp_path, {"ext/knn/setup.py": "", "README.md": """
+    write(
+        tmp_path,
+        {
+            "ext/knn/setup.py": "",
+            "README.md": """
         # Demo method
 
         ## Installation
@@ -200,7 +244,10 @@ def test_readme_install_blocks(tmp_path):
         ```
         pip install colmap-helper
         ```
-    """, "requirements.txt": "tqdm\n"})
+    """,
+            "requirements.txt": "tqdm\n",
+        },
+    )
     commands = readme.read(tmp_path, {"demo-method"})
     got = {(c.kind, c.target, c.clone, c.optional) for c in commands}
     assert ("python", "python=3.8", None, False) in got
@@ -216,7 +263,10 @@ def test_readme_install_blocks(tmp_path):
 
 
 def test_environment_yml_with_pip_section(tmp_path):
-    write(tmp_path, {"environment.yml": """
+    write(
+        tmp_path,
+        {
+            "environment.yml": """
         name: demo
         channels: [conda-forge]
         dependencies:
@@ -230,7 +280,9 @@ def test_environment_yml_with_pip_section(tmp_path):
             - meshcubes==0.2.0
             - -e ./ext/other
             - not a requirement ((
-    """})
+    """
+        },
+    )
     decl = declared.read(tmp_path, [], [], [])
     items = [(d.text, d.kind, d.where, d.origin) for d in decl.items]
     assert ("pytorch==1.12.1", "requirement", "environment.yml:6", "environment.yml conda") in items
@@ -243,21 +295,31 @@ def test_environment_yml_with_pip_section(tmp_path):
 
 
 def test_requirements_includes_and_vcs(tmp_path):
-    write(tmp_path, {
-        "requirements.txt": "-r requirements-base.txt\ngit+https://github.com/example/pkg.git  # vcs\nsubmodules/knn\n",
-        "requirements-base.txt": "tqdm>=4\n# a comment\n",
-        "submodules/knn/setup.py": "",
-    })
+    write(
+        tmp_path,
+        {
+            "requirements.txt": "-r requirements-base.txt\ngit+https://github.com/example/pkg.git  # vcs\nsubmodules/knn\n",
+            "requirements-base.txt": "tqdm>=4\n# a comment\n",
+            "submodules/knn/setup.py": "",
+        },
+    )
     decl = declared.read(tmp_path, [], [], [])
     kinds = {(d.text, d.kind) for d in decl.items}
-    assert {("tqdm>=4", "requirement"), ("git+https://github.com/example/pkg.git", "vcs"), ("submodules/knn", "local")} <= kinds
+    assert {
+        ("tqdm>=4", "requirement"),
+        ("git+https://github.com/example/pkg.git", "vcs"),
+        ("submodules/knn", "local"),
+    } <= kinds
 
 
 # --- imports ------------------------------------------------------------------------------------
 
 
 def test_imports_guards_usage_and_strings(tmp_path):
-    write(tmp_path, {"app.py": '''
+    write(
+        tmp_path,
+        {
+            "app.py": '''
         """Docstring with an example:
         import not_an_import
         """
@@ -277,7 +339,9 @@ def test_imports_guards_usage_and_strings(tmp_path):
         BFM = "data/3DMM/01_MorphableModel.mat"
         # OLD = "data/flame/generic_model.pkl"
         (params, it) = torch.load(path)
-    '''})
+    '''
+        },
+    )
     facts = imports.read(tmp_path, [tmp_path / "app.py"])
     assert set(facts.imports) == {"os", "cv2", "mmcv", "xformers", "needed_after_all"}
     assert [s.guarded for s in facts.imports["xformers"]] == [True]
@@ -316,11 +380,13 @@ def pins_file(name: str):
 
 def test_pin_without_wheel_raised_to_first_release_with_one(local_index):
     out = pins.check_wheels(Requirement("meshcubes==0.2.0"), "environment.yml:12", local_index, TARGET)
-    assert out.requirements == [(
-        "meshcubes==0.3.0",
-        "upstream pins meshcubes==0.2.0 (environment.yml:12), which has no wheel for cp312; 0.3.0 is the first "
-        "release that has one (rule raise-to-wheel, looked up on the index)",
-    )]
+    assert out.requirements == [
+        (
+            "meshcubes==0.3.0",
+            "upstream pins meshcubes==0.2.0 (environment.yml:12), which has no wheel for cp312; 0.3.0 is the first "
+            "release that has one (rule raise-to-wheel, looked up on the index)",
+        )
+    ]
     kept = pins.check_wheels(Requirement("plyreader==1.0.0"), "r.txt:1", local_index, TARGET)
     assert kept.requirements == [("plyreader==1.0.0", None)] and kept.todo is None
 
@@ -368,7 +434,9 @@ def test_pin_rules(text, usage, written, dropped):
     out = pins.apply_rule(rule, req, "requirements.txt:1", facts)
     assert [r for r, _ in out.requirements] == written
     assert bool(out.dropped) == dropped
-    assert all(why and f"rule {rule.id}" in (why + (out.dropped or "")) or "imports it" in why for _, why in out.requirements)
+    assert all(
+        (why and f"rule {rule.id}" in (why + (out.dropped or ""))) or "imports it" in why for _, why in out.requirements
+    )
     assert rule.source  # every rule says where its fact comes from
 
 
@@ -408,7 +476,9 @@ def test_fingerprint_refuses_a_fork_with_another_python_interface(tmp_path):
     root, info = _ext(tmp_path, rasterizer_files(extra_field="kernel_size: float"))
     m = fingerprint.match(root, info, info.extensions[0])
     assert m.extension is None and m.candidate.extension == "diff-gaussian-rasterization"
-    assert m.failed == ["GaussianRasterizationSettings requires kernel_size, which the shared extension's probe does not pass"]
+    assert m.failed == [
+        "GaussianRasterizationSettings requires kernel_size, which the shared extension's probe does not pass"
+    ]
 
 
 def test_fingerprint_accepts_a_field_with_a_default(tmp_path):
@@ -420,7 +490,9 @@ def test_fingerprint_knn_cpp_interface(tmp_path):
     files = knn_files()
     root, info = _ext(tmp_path, files)
     assert fingerprint.match(root, info, info.extensions[0]).extension == "simple-knn"
-    (root / "spatial.h").write_text("#include <torch/extension.h>\ntorch::Tensor distCUDA2(const torch::Tensor& p, int k);\n")
+    (root / "spatial.h").write_text(
+        "#include <torch/extension.h>\ntorch::Tensor distCUDA2(const torch::Tensor& p, int k);\n"
+    )
     m = fingerprint.match(root, info, info.extensions[0])
     assert m.extension is None and "distCUDA2 takes 2 parameters" in m.failed[0]
 
@@ -429,3 +501,46 @@ def test_cpp_param_count():
     assert fingerprint.cpp_param_count("void f(at::optional<at::Tensor> a, std::map<int, int> b, int c);", "f") == 3
     assert fingerprint.cpp_param_count("int g(void);", "g") == 0
     assert fingerprint.cpp_param_count("int h();", "nothing") is None
+
+
+# --- gated assets ---------------------------------------------------------------------------------
+
+
+def test_gated_assets_from_the_paths_the_code_opens(tmp_path):
+    from envbuilder.new import assets
+
+    write(
+        tmp_path,
+        {
+            "body/models.py": """
+            import os
+            import os.path as osp
+            import smplx
+            model_path = os.environ.get("BODY_MODELS", osp.join(osp.dirname(osp.abspath(__file__)), "files"))
+            neutral = smplx.create(model_path, "smplx", gender="NEUTRAL", use_pca=False)
+            male = smplx.create(model_path, "smpl", gender="MALE")
+            with open(osp.join(model_path, "smplx", "SMPLX_to_J14.pkl"), "rb") as f:
+                pass
+        """,
+            "head/flame.py": 'FLAME_PATH = "assets/flame/flame2023.pkl"\n',
+            "assets/flame/.keep": "",
+            "elsewhere.py": "def load(folder):\n    return os.path.join(folder, 'generic_model.pkl')\n",
+        },
+    )
+    files = [tmp_path / "body/models.py", tmp_path / "head/flame.py", tmp_path / "elsewhere.py"]
+    facts = imports.read(tmp_path, files)
+    found, todos = assets.find(tmp_path, facts.strings, ["body/models.py"])
+    got = {(f.name, f.path, f.model.kind) for f in found}
+    assert got == {
+        ("flame2023", "assets/flame/flame2023.pkl", "flame-pkl"),
+        ("smplx-to-j14", "body/files/smplx/SMPLX_to_J14.pkl", "file"),
+        ("smplx-neutral", "body/files/smplx/SMPLX_NEUTRAL.npz", "smplx-model"),
+        ("smpl-male", "body/files/smpl/SMPL_MALE.pkl", "smpl-model"),
+    }
+    smplx_neutral = next(f for f in found if f.name == "smplx-neutral")
+    assert smplx_neutral.sites == ["body/models.py:6"]
+    assert any(
+        "BODY_MODELS" in n and str(tmp_path) not in n for n in smplx_neutral.notes
+    )  # the env var read as unset, said so
+    (todo,) = todos  # a model file in a folder only running the code would tell: not guessed
+    assert "generic_model.pkl (elsewhere.py:2)" in todo and "flame.is.tue.mpg.de" in todo

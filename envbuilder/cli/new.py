@@ -21,11 +21,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "1: a --try extension failed; 2: bad input (nothing written).",
     )
     p.add_argument("target", metavar="URL|PATH", help="a git URL (https://github.com/owner/repo) or a local directory")
-    p.add_argument("--commit", metavar="HASH", help="commit, branch or tag to read (default: the remote's HEAD), recorded as a full hash")
+    p.add_argument(
+        "--commit",
+        metavar="HASH",
+        help="commit, branch or tag to read (default: the remote's HEAD), recorded as a full hash",
+    )
     p.add_argument("--name", help="the recipe's name (default: from the repository's name)")
     p.add_argument("--mirror", type=Path, metavar="DIR", help="local git mirrors to read from instead of the network")
-    p.add_argument("--output", type=Path, metavar="DIR", default=Path("envbuilder-recipes"), help="the recipe folder to write (default: ./envbuilder-recipes); never overwritten")
-    p.add_argument("--try", dest="trial", action="store_true", help="then build sources, patches and extensions for this host's arch (no smoke run) and report each extension")
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        default=Path("envbuilder-recipes"),
+        help="the recipe folder to write (default: ./envbuilder-recipes); never overwritten",
+    )
+    p.add_argument(
+        "--try",
+        dest="trial",
+        action="store_true",
+        help="then build sources, patches and extensions for this host's arch (no smoke run) and report each extension",
+    )
     p.add_argument("--arch", help="with --try: the arch to build for (default: the GPUs present)")
     add_json_option(p)
     p.set_defaults(func=cmd_new)
@@ -43,7 +58,13 @@ def cmd_new(args: argparse.Namespace) -> int:
         if not args.json:
             report.new_result(result)
             report.err.print(f"trying [bold]{result.draft.name}[/]: sources, patches and extensions (no smoke run)")
-        outcome = trial.run(result.output, result.draft.name, arch=args.arch, mirror=args.mirror, reporter=None if args.json else report.ProgressReporter())
+        outcome = trial.run(
+            result.output,
+            result.draft.name,
+            arch=args.arch,
+            mirror=args.mirror,
+            reporter=None if args.json else report.ProgressReporter(),
+        )
         result.trial = outcome.to_json()
         code = EXIT_OK if outcome.ok else EXIT_FAILED
         if args.json:

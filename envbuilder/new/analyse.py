@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from envbuilder import patching, scan
-from envbuilder.errors import InputError
+from envbuilder.errors import InputError, PatchError
 from envbuilder.new import assets as asset_finder
 from envbuilder.new import cmake, declared, fingerprint, imports, jit, pins, readme, setup_py
 from envbuilder.new.draft import AssetDraft, Draft, ExtensionDraft, PatchDraft, RequirementDraft
@@ -26,7 +26,19 @@ from envbuilder.recipe.catalog import Catalog
 from envbuilder.recipe.model import Patch, PatchUse
 
 SKIP_DIRS = frozenset(
-    {".git", "__pycache__", "node_modules", ".envbuilder-patches", ".venv", "venv", "site-packages", ".eggs", ".tox", "build", "dist"}
+    {
+        ".git",
+        "__pycache__",
+        "node_modules",
+        ".envbuilder-patches",
+        ".venv",
+        "venv",
+        "site-packages",
+        ".eggs",
+        ".tox",
+        "build",
+        "dist",
+    }
 )
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 LICENSE_RE = re.compile(r"^(licen[cs]e|copying)(\.[a-z]+)?$", re.I)
@@ -51,7 +63,9 @@ def walk(root: Path) -> Files:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info"))
         base = Path(dirpath)
-        if base != root and any(n in ("setup.py", "pyproject.toml", "setup.cfg") or declared.REQUIREMENTS_RE.match(n) for n in filenames):
+        if base != root and any(
+            n in ("setup.py", "pyproject.toml", "setup.cfg") or declared.REQUIREMENTS_RE.match(n) for n in filenames
+        ):
             out.projects.append(base)
         for name in sorted(filenames):
             out.count += 1
@@ -107,7 +121,9 @@ def _vcs_parts(text: str) -> tuple[str | None, str, str | None, str | None]:
 
 
 class Analysis:
-    def __init__(self, tree: Tree, name: str, index: Index, scratch: Path, mirror: Path | None, catalog: Catalog) -> None:
+    def __init__(
+        self, tree: Tree, name: str, index: Index, scratch: Path, mirror: Path | None, catalog: Catalog
+    ) -> None:
         self.tree = tree
         self.root = tree.root
         self.name = name
@@ -152,13 +168,13 @@ class Analysis:
             # the fix (torch.load(…, weights_only=False)) must not get it twice
             try:
                 texts = [p.read_text(encoding="utf-8", errors="replace") for p in patching.targets(root, use)]
-            except patching.PatchError as exc:
+            except PatchError as exc:
                 return "error", exc.message
             if any(patch.check in t for t in texts):
                 return "already applied", ""
         try:
             outcome = patching.compute(root, [use], self.patch_context)[0]
-        except patching.PatchError as exc:
+        except PatchError as exc:
             return "error", exc.message
         except OSError as exc:
             return "error", str(exc)
@@ -175,26 +191,30 @@ class Analysis:
         commands = [c for c in every_command if not c.optional]
         for c in every_command:
             if c.optional and c.kind not in ("clone", "conda", "python"):
-                self.draft.todo(f"{c.where} ({c.section!r}) installs {c.target}: looks like a tool for one stage, not the set-up; not added")
+                self.draft.todo(
+                    f"{c.where} ({c.section!r}) installs {c.target}: looks like a tool for one stage, not the set-up; not added"
+                )
         root_setup = next((s for s in setups if s.directory == "."), None)
         decl = declared.read(
             self.root,
             commands,
-            [(r, f"{root_setup.file}:{root_setup.setup_line or 1}") for r in root_setup.install_requires] if root_setup else [],
+            [(r, f"{root_setup.file}:{root_setup.setup_line or 1}") for r in root_setup.install_requires]
+            if root_setup
+            else [],
             [(root_setup.python_requires, root_setup.file)] if root_setup and root_setup.python_requires else [],
         )
         for problem in decl.problems:
             self.draft.todo(problem)
         self.facts = imports.read(self.root, files.pys)
-        self.projects = sorted(
-            {self.rel(p) for p in files.projects} | {s.path for s in self.tree.submodules}
-        )
+        self.projects = sorted({self.rel(p) for p in files.projects} | {s.path for s in self.tree.submodules})
         vendored = [d for d in self.projects if not any(_inside(d, e) and d != e for e in self.projects)]
         if vendored:
             self.draft.notes.append(
                 "folders with their own setup.py/pyproject.toml/requirements (vendored projects, submodules) are not the "
                 "method's own code: their imports are not checked against the requirements and their model files are "
-                "not assets: " + ", ".join(vendored[:10]) + (f" and {len(vendored) - 10} more" if len(vendored) > 10 else "")
+                "not assets: "
+                + ", ".join(vendored[:10])
+                + (f" and {len(vendored) - 10} more" if len(vendored) > 10 else "")
             )
         if self.facts.unreadable:
             shown = ", ".join(self.facts.unreadable[:5])
@@ -231,21 +251,36 @@ class Analysis:
                 for line in doc.read_text(encoding="utf-8", errors="replace").splitlines():
                     m = re.match(r"^#+\s+(.+?)\s*#*$", line.strip()) or re.match(r"^<h1[^>]*>(.+?)</h1>", line.strip())
                     if m:
-                        title = re.sub(r"<[^>]+>|\[([^\]]*)\]\([^)]*\)|[*_`]", lambda x: x.group(1) or "", m.group(1)).strip()
+                        title = re.sub(
+                            r"<[^>]+>|\[([^\]]*)\]\([^)]*\)|[*_`]", lambda x: x.group(1) or "", m.group(1)
+                        ).strip()
                         if title:
                             break
                 break
-        self.draft.summary = f"{title} (recipe written by envbuilder new)" if title else f"{self.tree.name} (recipe written by envbuilder new)"
+        self.draft.summary = (
+            f"{title} (recipe written by envbuilder new)"
+            if title
+            else f"{self.tree.name} (recipe written by envbuilder new)"
+        )
         if not title:
             self.draft.todo("summary: no README title found; write one line about the method")
         for path in sorted(self.root.iterdir()):
             if path.is_file() and LICENSE_RE.match(path.name):
-                first = next((ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()), "")
+                first = next(
+                    (
+                        ln.strip()
+                        for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                        if ln.strip()
+                    ),
+                    "",
+                )
                 first = re.sub(r"^#+\s*", "", first)[:120]
                 self.draft.license = f"{first} ({path.name})" if first else f"see {path.name}"
                 break
         if self.draft.license is None:
-            self.draft.todo("license: no LICENSE file in the tree; find the method's terms (README?) and fill in license")
+            self.draft.todo(
+                "license: no LICENSE file in the tree; find the method's terms (README?) and fill in license"
+            )
 
     def _python(self, decl: declared.Declarations) -> None:
         asked = ", ".join(f"{p} ({w})" for p, w in decl.python[:3])
@@ -259,7 +294,10 @@ class Analysis:
         self.draft.submodules = [s.to_json() for s in self.tree.submodules]
         for sub in self.tree.submodules:
             if sub.status == "missing":
-                have = ", ".join(f"{b} {c[:12]}" for b, c in sorted(sub.branches.items())) or "none that envbuilder could list"
+                have = (
+                    ", ".join(f"{b} {c[:12]}" for b, c in sorted(sub.branches.items()))
+                    or "none that envbuilder could list"
+                )
                 read = f"; {sub.read_from} was read instead, for this draft only" if sub.read_from else ""
                 if sub.declared_branch and sub.declared_branch not in sub.branches:
                     read += f" (.gitmodules names branch {sub.declared_branch}, which the remote does not have)"
@@ -269,9 +307,13 @@ class Analysis:
                     "(envbuilder does not replace a gitlink by itself)"
                 )
             elif sub.status == "no-url":
-                self.draft.todo(f"submodule {sub.path} @ {sub.commit[:12]} has no URL in .gitmodules: the build cannot fetch it; set source.submodules: false or fix .gitmodules upstream")
+                self.draft.todo(
+                    f"submodule {sub.path} @ {sub.commit[:12]} has no URL in .gitmodules: the build cannot fetch it; set source.submodules: false or fix .gitmodules upstream"
+                )
         for path in self.tree.listed_only:
-            self.draft.notes.append(f".gitmodules lists {path} without a gitlink: it is not part of the tree at this commit")
+            self.draft.notes.append(
+                f".gitmodules lists {path} without a gitlink: it is not part of the tree at this commit"
+            )
 
     def _submodule_of(self, directory: str) -> Any:
         return next((s for s in self.tree.submodules if _inside(directory, s.path)), None)
@@ -309,16 +351,24 @@ class Analysis:
                 break
         return reasons
 
-    def _tree_extensions(self, setups: list[setup_py.SetupPy], decl: declared.Declarations, jits: list[jit.JitBackend]) -> None:
+    def _tree_extensions(
+        self, setups: list[setup_py.SetupPy], decl: declared.Declarations, jits: list[jit.JitBackend]
+    ) -> None:
         for s in sorted((s for s in setups if s.extensions), key=lambda s: s.directory):
             self.extension_dirs.append(s.directory)
             directory = self.root / s.directory
             module = s.extensions[0]
-            self.extension_imports |= {e.name.split(".")[0] for e in s.extensions if e.name} | ({s.package} if s.package else set())
+            self.extension_imports |= {e.name.split(".")[0] for e in s.extensions if e.name} | (
+                {s.package} if s.package else set()
+            )
             where = f"{s.file}:{module.line}"
             reasons = self._installed_by(s, decl)
             sub = self._submodule_of(s.directory)
-            read_note = f"read from {sub.read_from} (its gitlink {sub.commit[:12]} is missing)" if sub is not None and sub.status == "missing" else None
+            read_note = (
+                f"read from {sub.read_from} (its gitlink {sub.commit[:12]} is missing)"
+                if sub is not None and sub.status == "missing"
+                else None
+            )
             fallbacks = [j for j in jits if _inside(j.file, s.directory)]
             m = fingerprint.match(directory, s, module)
             shared_name = m.extension
@@ -330,7 +380,9 @@ class Analysis:
                     if status == "error":
                         m.failed.append(f"its patch {use.name} would not apply ({detail})")
                     elif status == "already applied":
-                        notes.append(f"{use.name}: already fixed in this tree (the shared extension's patch changes nothing)")
+                        notes.append(
+                            f"{use.name}: already fixed in this tree (the shared extension's patch changes nothing)"
+                        )
                     elif status == "apply":
                         notes.append(f"{use.name} applies to {detail}")
                 shared_name = m.extension
@@ -339,11 +391,17 @@ class Analysis:
             installed = "; ".join(reasons) if reasons else "nothing installs or imports it"
             if shared_name is not None:
                 why = f"{where}: {kinds} {built}; {installed}. Fingerprint: {'; '.join(m.passed)}"
-                draft = ExtensionDraft(shared_name, s.directory, why, shared=True, import_name=module.name, enabled=bool(reasons))
+                draft = ExtensionDraft(
+                    shared_name, s.directory, why, shared=True, import_name=module.name, enabled=bool(reasons)
+                )
                 self._extra_scan_patches(directory, s.directory, self.catalog.extension(shared_name).patches)
             else:
                 name = self._new_name(s.package or PurePosixPath(s.directory).name or self.name)
-                like = f" It looks like the shared {m.candidate.extension}, but {'; '.join(m.failed)}: an entry of its own, since the shared one's probe would not fit it." if m.candidate else ""
+                like = (
+                    f" It looks like the shared {m.candidate.extension}, but {'; '.join(m.failed)}: an entry of its own, since the shared one's probe would not fit it."
+                    if m.candidate
+                    else ""
+                )
                 why = f"{where}: {kinds} {built}; {installed}.{like}"
                 draft = ExtensionDraft(
                     name,
@@ -361,20 +419,30 @@ class Analysis:
                     notes.append(f"its setup.py builds {len(s.extensions)} modules ({built}); import checks the first")
                 if any(e.unknown for e in s.extensions):
                     unknown = [u for e in s.extensions for u in e.unknown]
-                    self.draft.todo(f"{s.file}: only running it would tell {'; '.join(unknown[:3])}; check that the build finds its sources")
+                    self.draft.todo(
+                        f"{s.file}: only running it would tell {'; '.join(unknown[:3])}; check that the build finds its sources"
+                    )
                 if module.name is None:
-                    self.draft.todo(f"{draft.name}: the module {s.file} builds is not a constant; set its import: in extensions/{draft.name}/extension.yaml")
+                    self.draft.todo(
+                        f"{draft.name}: the module {s.file} builds is not a constant; set its import: in extensions/{draft.name}/extension.yaml"
+                    )
             draft.fingerprint = {"passed": m.passed, "failed": m.failed}
             for j in fallbacks:
-                notes.append(f"{j.file}:{j.line} compiles the same code at run time (torch JIT) when the built module is missing")
+                notes.append(
+                    f"{j.file}:{j.line} compiles the same code at run time (torch JIT) when the built module is missing"
+                )
             if read_note:
                 notes.append(read_note)
-                self.draft.todo(f"{draft.name} ({s.directory}) was read from {sub.read_from}, not from its pinned gitlink {sub.commit[:12]}: check it once the commit is available")
+                self.draft.todo(
+                    f"{draft.name} ({s.directory}) was read from {sub.read_from}, not from its pinned gitlink {sub.commit[:12]}: check it once the commit is available"
+                )
             for g in (*s.guesses, *(g for j in fallbacks for g in j.guesses)):
                 notes.append(f"guess: {g}")
             draft.notes = notes
             if not reasons:
-                self.draft.todo(f"{s.file} builds {built}, but nothing installs or imports it: written commented out; enable it if the method needs it")
+                self.draft.todo(
+                    f"{s.file} builds {built}, but nothing installs or imports it: written commented out; enable it if the method needs it"
+                )
             self.draft.extensions.append(draft)
         for j in jits:
             if any(_inside(j.file, d) for d in self.extension_dirs if d != "."):
@@ -383,7 +451,7 @@ class Analysis:
 
     def _new_name(self, base: str) -> str:
         stem = recipe_name(base.replace("_", "-"))
-        name = stem if stem.startswith(self.name) else f"{self.name}-{stem}"
+        name = stem if stem == self.name or stem.startswith(self.name + "-") else f"{self.name}-{stem}"
         taken = {e.name for e in self.draft.extensions}
         while name in taken or self._shipped_extension(name):
             name += "-x"
@@ -399,16 +467,29 @@ class Analysis:
     def _license_of(self, directory: Path) -> str | None:
         for path in sorted(directory.iterdir()):
             if path.is_file() and LICENSE_RE.match(path.name):
-                first = next((ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()), "")
+                first = next(
+                    (
+                        ln.strip()
+                        for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                        if ln.strip()
+                    ),
+                    "",
+                )
                 first = re.sub(r"^#+\s*", "", first)[:100]
                 return f"{first} ({path.name}), fetched from upstream"
         return None
 
     def _build_requires(self, s: setup_py.SetupPy) -> list[str]:
         out = ["setuptools", "wheel", "ninja"]
-        local = {p.name for p in (self.root / s.directory).iterdir()} | {p.stem for p in (self.root / s.directory).iterdir()}
+        local = {p.name for p in (self.root / s.directory).iterdir()} | {
+            p.stem for p in (self.root / s.directory).iterdir()
+        }
         for module in s.imports:
-            if imports.is_stdlib(module) or module in ("setuptools", "torch", "distutils", "pkg_resources", "wheel") or module in local:
+            if (
+                imports.is_stdlib(module)
+                or module in ("setuptools", "torch", "distutils", "pkg_resources", "wheel")
+                or module in local
+            ):
                 continue
             dist = imports.IMPORT_DISTS.get(module, (module, ()))[0]
             if dist not in out:
@@ -428,18 +509,35 @@ class Analysis:
             status, detail = self.verify(directory, self.patch(kind), tuple(files))
             if status == "apply":
                 header = "<cstdint>" if kind == "cstdint" else "<cfloat>"
-                out.append(PatchDraft(kind, files, f"scan: {first.file}:{first.line} uses {first.text.split('(')[0][:60]!r} with no {header} in its include chain"))
+                out.append(
+                    PatchDraft(
+                        kind,
+                        files,
+                        f"scan: {first.file}:{first.line} uses {first.text.split('(')[0][:60]!r} with no {header} in its include chain",
+                    )
+                )
             elif status == "error":
                 self.draft.todo(f"{rel_dir}: the {kind} patch would not apply ({detail})")
-        scripts = ["setup.py", *(PurePosixPath(f).relative_to(rel_dir).as_posix() if rel_dir != "." else f for f in jit_files)]
+        scripts = [
+            "setup.py",
+            *(PurePosixPath(f).relative_to(rel_dir).as_posix() if rel_dir != "." else f for f in jit_files),
+        ]
         if (directory / "CMakeLists.txt").is_file() and not (directory / "setup.py").is_file():
             scripts.append("CMakeLists.txt")  # with a setup.py, pip never reads the CMake file
         forced = []
         for script in scripts:
-            if (directory / script).is_file() and self.verify(directory, self.patch("cxx-standard"), (script,))[0] == "apply":
+            if (directory / script).is_file() and self.verify(directory, self.patch("cxx-standard"), (script,))[
+                0
+            ] == "apply":
                 forced.append(script)
         if forced:
-            out.append(PatchDraft("cxx-standard", forced, f"{', '.join(forced)} force a C++ standard below the c++20 that torch {NEWEST_TORCH} needs"))
+            out.append(
+                PatchDraft(
+                    "cxx-standard",
+                    forced,
+                    f"{', '.join(forced)} force a C++ standard below the c++20 that torch {NEWEST_TORCH} needs",
+                )
+            )
         return out
 
     def _extra_scan_patches(self, directory: Path, rel_dir: str, covered: tuple[PatchUse, ...]) -> None:
@@ -450,7 +548,11 @@ class Analysis:
                 continue
             files = [f for f in (p.files or []) if (p.name, f) not in targets]
             if files:
-                self._add_patch(p.name, [f"{rel_dir}/{f}" if rel_dir != "." else f for f in files], f"{p.why} (in {rel_dir}, beyond the shared extension's own patches)")
+                self._add_patch(
+                    p.name,
+                    [f"{rel_dir}/{f}" if rel_dir != "." else f for f in files],
+                    f"{p.why} (in {rel_dir}, beyond the shared extension's own patches)",
+                )
 
     def _add_patch(self, name: str, files: list[str] | None, why: str) -> None:
         for p in self.draft.patches:
@@ -461,10 +563,19 @@ class Analysis:
 
     def _jit_only(self, j: jit.JitBackend) -> None:
         self.draft.jit.append(
-            {"file": j.file, "line": j.line, "name": j.name, "sources": list(j.sources), "flags": list(j.flags), "unknown": list(j.unknown)}
+            {
+                "file": j.file,
+                "line": j.line,
+                "name": j.name,
+                "sources": list(j.sources),
+                "flags": list(j.flags),
+                "unknown": list(j.unknown),
+            }
         )
         if self.verify(self.root, self.patch("cxx-standard"), (j.file,))[0] == "apply":
-            self._add_patch("cxx-standard", [j.file], f"{j.file}:{j.line} JIT-compiles with a forced C++ standard below c++20")
+            self._add_patch(
+                "cxx-standard", [j.file], f"{j.file}:{j.line} JIT-compiles with a forced C++ standard below c++20"
+            )
         dirs = sorted({str(PurePosixPath(s).parent) for s in j.sources if (self.root / s).is_file()})
         for d in dirs:
             directory = self.root / d
@@ -481,7 +592,11 @@ class Analysis:
             project = cmake.find(path, self.root)
             if project is None or any(_inside(project.directory, d) for d in self.extension_dirs):
                 continue
-            how = "a setup.py/pyproject.toml next to it drives it" if project.buildable else "nothing pip can build drives it"
+            how = (
+                "a setup.py/pyproject.toml next to it drives it"
+                if project.buildable
+                else "nothing pip can build drives it"
+            )
             self.draft.todo(
                 f"{project.file}:{project.line} is a CMake project that uses find_package(Torch) ({how}); envbuilder builds "
                 "extensions with pip, so add it by hand if the method needs it"
@@ -508,7 +623,13 @@ class Analysis:
         ext = self.catalog.extension(kp.extension)
         self.extension_imports |= set(kp.imports)
         self.draft.extensions.append(
-            ExtensionDraft(kp.extension, None, f"{why}; envbuilder ships it ({kp.source}, built from {ext.source.url if ext.source else 'source'})", shared=True, import_name=ext.import_name)
+            ExtensionDraft(
+                kp.extension,
+                None,
+                f"{why}; envbuilder ships it ({kp.source}, built from {ext.source.url if ext.source else 'source'})",
+                shared=True,
+                import_name=ext.import_name,
+            )
         )
 
     def _external(self, decl: declared.Declarations, commands: list[readme.Command]) -> None:
@@ -527,10 +648,16 @@ class Analysis:
                     name, url, ref, sub = _vcs_parts(d.text)
                     self._read_external(url, ref, sub, name, d.where, d.text)
             elif d.kind == "url":
-                self.draft.dropped.append((d.text, f"{d.where}: a direct file URL, made for another Python/CUDA; not carried over"))
-                self.draft.todo(f"{d.where} installs {d.text}: a file built for another Python/CUDA; find the package it is and add it if needed")
+                self.draft.dropped.append(
+                    (d.text, f"{d.where}: a direct file URL, made for another Python/CUDA; not carried over")
+                )
+                self.draft.todo(
+                    f"{d.where} installs {d.text}: a file built for another Python/CUDA; find the package it is and add it if needed"
+                )
             elif d.kind == "local" and not any(_norm(d.text) == e for e in self.extension_dirs):
-                self.draft.todo(f"{d.where} installs the local directory {d.text}, which builds no CUDA/C++ extension: a pure-Python package (add its folder to PYTHONPATH or install it by hand)")
+                self.draft.todo(
+                    f"{d.where} installs the local directory {d.text}, which builds no CUDA/C++ extension: a pure-Python package (add its folder to PYTHONPATH or install it by hand)"
+                )
         for cmd in commands:
             if cmd.clone is None:
                 continue
@@ -544,18 +671,32 @@ class Analysis:
             seen.add(key)
             if cmd.kind == "clone":
                 continue  # a clone alone: only what is built from it counts
-            self._read_external(cmd.clone, None, None if cmd.target == "." else cmd.target, None, cmd.where, cmd.text, make=cmd.tool == "make")
+            self._read_external(
+                cmd.clone,
+                None,
+                None if cmd.target == "." else cmd.target,
+                None,
+                cmd.where,
+                cmd.text,
+                make=cmd.tool == "make",
+            )
         own = set(self._own_files())
         for module, all_sites in sorted(self.facts.imports.items()):
             sites = [s for s in all_sites if s.file in own]
             if not sites:
                 continue
             for kp in KNOWN_PACKAGES:
-                if module in kp.imports and not all(s.guarded for s in sites) and not any(e.name == kp.extension for e in self.draft.extensions):
+                if (
+                    module in kp.imports
+                    and not all(s.guarded for s in sites)
+                    and not any(e.name == kp.extension for e in self.draft.extensions)
+                ):
                     first = next(s for s in sites if not s.guarded)
                     self._add_known(kp, f"found by import: {first.where} imports {module}, which nothing declares")
 
-    def _read_external(self, url: str, ref: str | None, sub: str | None, name: str | None, where: str, text: str, make: bool = False) -> None:
+    def _read_external(
+        self, url: str, ref: str | None, sub: str | None, name: str | None, where: str, text: str, make: bool = False
+    ) -> None:
         reader = Reader(self.mirror)
         slot = self.scratch / f"ext-{len(list(self.scratch.glob('ext-*')))}"
         try:
@@ -567,7 +708,11 @@ class Analysis:
             self.draft.todo(f"{where}: {text}: could not read {url} ({exc.message}); add it by hand")
             if not make:
                 req = f"{name or _repo_key(url).rsplit('/', 1)[-1]} @ git+{url}" + (f"@{ref}" if ref else "")
-                self.draft.requirements.append(RequirementDraft(req, f"{where} installs it from git; not pinned (the repository could not be read)", where))
+                self.draft.requirements.append(
+                    RequirementDraft(
+                        req, f"{where} installs it from git; not pinned (the repository could not be read)", where
+                    )
+                )
             return
         directory = slot / sub if sub else slot
         setup = directory / "setup.py"
@@ -577,7 +722,11 @@ class Analysis:
             module = info.extensions[0]
             m = fingerprint.match(directory, info, module)
             ext_name = self._new_name(info.package or _repo_key(url).rsplit("/", 1)[-1])
-            like = f" It has the interface of the shared {m.extension}, which lives in method trees; this entry has its own source." if m.extension else ""
+            like = (
+                f" It has the interface of the shared {m.extension}, which lives in method trees; this entry has its own source."
+                if m.extension
+                else ""
+            )
             draft = ExtensionDraft(
                 ext_name,
                 sub or ".",
@@ -590,18 +739,24 @@ class Analysis:
                 license=self._license_of(directory),
             )
             draft.patches = self._scan_patches(directory, [], sub or ".")
-            self.extension_imports |= {e.name.split(".")[0] for e in info.extensions if e.name} | ({info.package} if info.package else set())
+            self.extension_imports |= {e.name.split(".")[0] for e in info.extensions if e.name} | (
+                {info.package} if info.package else set()
+            )
             self.draft.extensions.append(draft)
             return
         if make or info is None:
-            self.draft.todo(f"{where}: {text}: {url} has no setup.py{' at ' + sub if sub else ''} (built with make?); envbuilder cannot build it: add it by hand if the method needs it")
+            self.draft.todo(
+                f"{where}: {text}: {url} has no setup.py{' at ' + sub if sub else ''} (built with make?); envbuilder cannot build it: add it by hand if the method needs it"
+            )
             return
         dist = info.package or name or _repo_key(url).rsplit("/", 1)[-1]
         fragment = f"#subdirectory={sub}" if sub else ""
         jit_note = ""
         if any(jit.find(p, slot) for p in directory.rglob("*.py") if "cpp_extension" in p.read_text(errors="replace")):
             jit_note = "; it compiles CUDA code with torch's JIT at first use, so the env needs nvcc at run time"
-            self.draft.todo(f"{dist} ({url}) JIT-compiles CUDA code when first used: the env needs nvcc (CUDA_HOME) and TORCH_CUDA_ARCH_LIST at run time")
+            self.draft.todo(
+                f"{dist} ({url}) JIT-compiles CUDA code when first used: the env needs nvcc (CUDA_HOME) and TORCH_CUDA_ARCH_LIST at run time"
+            )
         self.draft.requirements.append(
             RequirementDraft(
                 f"{dist} @ git+{url}@{commit}{fragment}",
@@ -620,14 +775,20 @@ class Analysis:
             if d.kind != "requirement":
                 continue
             req = Requirement(d.text)
-            name = canonicalize_name(req.name)
+            name: str = canonicalize_name(req.name)
             if self._known(d.text) or name.replace("-", "_") in local_packages:
                 continue
             entry = merged.setdefault(name, {"req": req, "wheres": [], "origin": d.origin, "options": set()})
             entry["wheres"].append(d.where)
             entry["options"] |= set(d.options)
             if req.extras - entry["req"].extras:
-                entry["req"] = Requirement(str(entry["req"]).replace(entry["req"].name, f"{entry['req'].name}[{','.join(sorted(entry['req'].extras | req.extras))}]", 1))
+                entry["req"] = Requirement(
+                    str(entry["req"]).replace(
+                        entry["req"].name,
+                        f"{entry['req'].name}[{','.join(sorted(entry['req'].extras | req.extras))}]",
+                        1,
+                    )
+                )
             if req.specifier and str(req.specifier) != str(entry["req"].specifier):
                 base = entry["req"]
                 extras = f"[{','.join(sorted(base.extras | req.extras))}]" if base.extras | req.extras else ""
@@ -635,22 +796,34 @@ class Analysis:
                 entry["req"] = Requirement(f"{base.name}{extras}{req.specifier}{marker}")
         declared_names = set(merged)
         undeclared = self._undeclared(declared_names)
-        for name, (req, where) in undeclared.items():
-            merged[name] = {"req": req, "wheres": [where], "origin": "import", "options": set(), "found_by_import": True}
+        for name, (found, where) in undeclared.items():
+            merged[name] = {
+                "req": found,
+                "wheres": [where],
+                "origin": "import",
+                "options": set(),
+                "found_by_import": True,
+            }
         facts = pins.Facts(usage={k: set(v) for k, v in self.facts.usage.items()}, names=set(merged))
         checks = []
-        for name, entry in merged.items():
+        for entry in merged.values():
             rule = pins.rule_for(entry["req"], entry["origin"], facts)
             if rule is None:
                 checks.append(entry["req"].name)
         pins.prefetch(self.index, checks)
-        for name, entry in merged.items():
-            req: Requirement = entry["req"]
+        for entry in merged.values():
+            req = entry["req"]
             where = ", ".join(entry["wheres"][:3])
             rule = pins.rule_for(req, entry["origin"], facts)
-            outcome = pins.apply_rule(rule, req, where, facts) if rule else pins.check_wheels(req, where, self.index, self.target)
+            outcome = (
+                pins.apply_rule(rule, req, where, facts)
+                if rule
+                else pins.check_wheels(req, where, self.index, self.target)
+            )
             for text, why in outcome.requirements:
-                found_by = "found by import: " + where + " (not declared upstream)" if entry.get("found_by_import") else None
+                found_by = (
+                    "found by import: " + where + " (not declared upstream)" if entry.get("found_by_import") else None
+                )
                 nbi = outcome.no_build_isolation or "--no-build-isolation" in entry["options"]
                 why_text = "; ".join(w for w in (found_by, why) if w) or None
                 if any(r.text == text for r in self.draft.requirements):
@@ -674,9 +847,18 @@ class Analysis:
         own = set(self._own_files())
         for module, sites in sorted(self.facts.imports.items()):
             sites = [s for s in sites if s.file in own]
-            if not sites or imports.is_stdlib(module) or module in self.facts.local or module in imports.PROVIDED_BY_TORCH:
+            if (
+                not sites
+                or imports.is_stdlib(module)
+                or module in self.facts.local
+                or module in imports.PROVIDED_BY_TORCH
+            ):
                 continue
-            if module in provided or module in self.extension_imports or any(module in kp.imports for kp in KNOWN_PACKAGES):
+            if (
+                module in provided
+                or module in self.extension_imports
+                or any(module in kp.imports for kp in KNOWN_PACKAGES)
+            ):
                 continue
             hard = [s for s in sites if not s.guarded]
             if not hard:
@@ -695,7 +877,9 @@ class Analysis:
                 + "; add the requirements that provide them"
             )
         if optional:
-            self.draft.notes.append("optional imports (inside try/except ImportError), not added: " + ", ".join(optional[:12]))
+            self.draft.notes.append(
+                "optional imports (inside try/except ImportError), not added: " + ", ".join(optional[:12])
+            )
         return out
 
     def _pin_patch(self, name: str) -> None:
@@ -720,7 +904,9 @@ class Analysis:
         assert patch.find is not None
         pattern = re.compile(patch.find, re.MULTILINE) if patch.regex else None
         candidates = [
-            rel for rel in self._method_files() if (pattern.search(self.facts.texts[rel]) if pattern else patch.find in self.facts.texts[rel])
+            rel
+            for rel in self._method_files()
+            if (pattern.search(self.facts.texts[rel]) if pattern else patch.find in self.facts.texts[rel])
         ]
         self._attach(patch, candidates, why)
 
@@ -731,7 +917,9 @@ class Analysis:
             if status == "apply":
                 files.append(rel)
             elif status == "error":
-                self.draft.todo(f"patch {patch.name} fits {rel} only partly ({detail}); fix that file by hand or write a patch for it")
+                self.draft.todo(
+                    f"patch {patch.name} fits {rel} only partly ({detail}); fix that file by hand or write a patch for it"
+                )
         if not files:
             return
         same = sorted(files) == sorted(patch.files)
@@ -752,16 +940,26 @@ class Analysis:
         method = set(self._own_files())
         strings = [s for s in self.facts.strings if s[1] in method]
         smplx_users = sorted({s.file for s in self.facts.imports.get("smplx", []) if s.file in method})
-        smplx_users += sorted(f for f in method if "smplx" in self.facts.texts[f] and ".create(" in self.facts.texts[f] and f not in smplx_users)
+        smplx_users += sorted(
+            f
+            for f in method
+            if "smplx" in self.facts.texts[f] and ".create(" in self.facts.texts[f] and f not in smplx_users
+        )
         found, todos = asset_finder.find(self.root, strings, smplx_users)
         for t in todos:
             self.draft.todo(t)
         for f in found:
             sites = ", ".join(f.sites[:3]) + (f" and {len(f.sites) - 3} more" if len(f.sites) > 3 else "")
             why = f"opened by {sites}" + (f" ({'; '.join(f.notes)})" if f.notes else "")
-            self.draft.assets.append(AssetDraft(f.name, f.path, f.model.kind, f.model.source, f.model.register, f.model.license, why, f.certain))
+            self.draft.assets.append(
+                AssetDraft(
+                    f.name, f.path, f.model.kind, f.model.source, f.model.register, f.model.license, why, f.certain
+                )
+            )
             if not f.certain:
-                self.draft.todo(f"asset {f.name}: {f.path} is a guess (the code opens it relative to where it runs: {sites}); check where it must go")
+                self.draft.todo(
+                    f"asset {f.name}: {f.path} is a guess (the code opens it relative to where it runs: {sites}); check where it must go"
+                )
 
     # --- torch --------------------------------------------------------------------------------
 
@@ -772,7 +970,9 @@ class Analysis:
                 self.draft.torch_packages.append(pkg)
 
 
-def analyse(tree: Tree, name: str, *, index: Index, scratch: Path, mirror: Path | None = None, catalog: Catalog | None = None) -> Draft:
+def analyse(
+    tree: Tree, name: str, *, index: Index, scratch: Path, mirror: Path | None = None, catalog: Catalog | None = None
+) -> Draft:
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         return Analysis(tree, name, index, scratch, mirror, catalog or Catalog.default()).run()

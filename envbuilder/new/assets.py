@@ -6,6 +6,7 @@ the one the code reads, evaluated statically (os.path.join of a module constant 
 from __future__ import annotations
 
 import ast
+import contextlib
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -24,25 +25,66 @@ class Model:
     license: str
 
 
-BFM = ("https://faces.dmi.unibas.ch/bfm/main.php?nav=1-2&id=downloads", "Basel Face Model 2009 (registration, non-commercial)")
-FLAME = ("https://flame.is.tue.mpg.de/download.php", "https://flame.is.tue.mpg.de/", "FLAME license (registration, non-commercial)")
-SMPLX = ("https://smpl-x.is.tue.mpg.de/download.php", "https://smpl-x.is.tue.mpg.de/", "SMPL-X license (registration, non-commercial)")
-SMPL = ("https://smpl.is.tue.mpg.de/download.php", "https://smpl.is.tue.mpg.de/", "SMPL license (registration, non-commercial)")
-MANO = ("https://mano.is.tue.mpg.de/download.php", "https://mano.is.tue.mpg.de/", "MANO license (registration, non-commercial)")
+BFM = (
+    "https://faces.dmi.unibas.ch/bfm/main.php?nav=1-2&id=downloads",
+    "Basel Face Model 2009 (registration, non-commercial)",
+)
+FLAME = (
+    "https://flame.is.tue.mpg.de/download.php",
+    "https://flame.is.tue.mpg.de/",
+    "FLAME license (registration, non-commercial)",
+)
+SMPLX = (
+    "https://smpl-x.is.tue.mpg.de/download.php",
+    "https://smpl-x.is.tue.mpg.de/",
+    "SMPL-X license (registration, non-commercial)",
+)
+SMPL = (
+    "https://smpl.is.tue.mpg.de/download.php",
+    "https://smpl.is.tue.mpg.de/",
+    "SMPL license (registration, non-commercial)",
+)
+MANO = (
+    "https://mano.is.tue.mpg.de/download.php",
+    "https://mano.is.tue.mpg.de/",
+    "MANO license (registration, non-commercial)",
+)
 
 # Sources: the registration pages above; file names as the models' archives ship them (and as
 # recipes/talkinggaussian.yaml, cap4d.yaml and disco4d.yaml place them).
 MODELS: tuple[Model, ...] = (
     Model("bfm", re.compile(r"^01_MorphableModel\.mat$"), "bfm-mat", BFM[0], BFM[0], BFM[1]),
-    Model("flame", re.compile(r"^(generic_model|flame20\d\d(_no_jaw)?|FLAME_(NEUTRAL|MALE|FEMALE)|(fe)?male_model)\.pkl$", re.I), "flame-pkl", *FLAME),
-    Model("flame", re.compile(r"^(FLAME_masks|flame_(static|dynamic)_embedding|landmark_embedding)\.(pkl|npy)$", re.I), "file", *FLAME),
+    Model(
+        "flame",
+        re.compile(r"^(generic_model|flame20\d\d(_no_jaw)?|FLAME_(NEUTRAL|MALE|FEMALE)|(fe)?male_model)\.pkl$", re.I),
+        "flame-pkl",
+        *FLAME,
+    ),
+    Model(
+        "flame",
+        re.compile(r"^(FLAME_masks|flame_(static|dynamic)_embedding|landmark_embedding)\.(pkl|npy)$", re.I),
+        "file",
+        *FLAME,
+    ),
     Model("smplx", re.compile(r"^SMPLX_(NEUTRAL|MALE|FEMALE)(_2020)?\.(npz|pkl)$", re.I), "smplx-model", *SMPLX),
-    Model("smplx", re.compile(r"^(SMPLX_to_J14\.pkl|MANO_SMPLX_vertex_ids\.pkl|SMPL-X__FLAME_vertex_ids\.npy)$"), "file", *SMPLX),
-    Model("smpl", re.compile(r"^(SMPL_(NEUTRAL|MALE|FEMALE)|basicmodel_(neutral|m|f)_lbs_10_207_0_v1\.[01]\.0)\.pkl$", re.I), "smpl-model", *SMPL),
+    Model(
+        "smplx",
+        re.compile(r"^(SMPLX_to_J14\.pkl|MANO_SMPLX_vertex_ids\.pkl|SMPL-X__FLAME_vertex_ids\.npy)$"),
+        "file",
+        *SMPLX,
+    ),
+    Model(
+        "smpl",
+        re.compile(r"^(SMPL_(NEUTRAL|MALE|FEMALE)|basicmodel_(neutral|m|f)_lbs_10_207_0_v1\.[01]\.0)\.pkl$", re.I),
+        "smpl-model",
+        *SMPL,
+    ),
     Model("mano", re.compile(r"^MANO_(LEFT|RIGHT)\.pkl$"), "file", *MANO),
 )
 
-SMPLX_CREATE = re.compile(r"(^|\.)smplx\.(create|SMPLX)$")
+SMPLX_CREATE = re.compile(r"(^|\.)smplx\.(create|SMPLX|SMPL|FLAME)$")
+# smplx.create(path, model_type, gender=…, ext=…) opens <path>/<model_type>/<file> (smplx/body_models.py)
+MODEL_FILES = {"smplx": ("SMPLX_{}", "npz"), "smpl": ("SMPL_{}", "pkl"), "flame": ("FLAME_{}", "pkl")}
 
 
 @dataclass
@@ -84,10 +126,8 @@ class _FileResolver:
         self.tree = ast.parse(text)
         self.parents = _parents(self.tree)
         self.evaluator = pyeval.Evaluator(path, root, frozenset())
-        try:
+        with contextlib.suppress(RecursionError, pyeval._Budget):
             self.evaluator.run_module(self.tree)
-        except (RecursionError, pyeval._Budget):
-            pass
 
     def value(self, node: ast.expr) -> object:
         try:
@@ -97,7 +137,8 @@ class _FileResolver:
 
     def widest(self, constant: ast.Constant) -> str | None:
         """The outermost expression around the constant that evaluates to a path ending in it."""
-        best: str | None = constant.value
+        name = str(constant.value)
+        best: str | None = name
         node: ast.AST = constant
         while id(node) in self.parents:
             parent = self.parents[id(node)]
@@ -105,10 +146,10 @@ class _FileResolver:
                 break
             if isinstance(parent, ast.Call) and parent.func is node:
                 break
-            value = self.value(parent)  # type: ignore[arg-type]
+            value = self.value(parent)
             if isinstance(value, pyeval.PathValue):
                 value = str(value)
-            if not isinstance(value, str) or not value.endswith(constant.value):
+            if not isinstance(value, str) or not value.endswith(name):
                 if isinstance(parent, ast.FormattedValue):
                     node = parent
                     continue
@@ -119,28 +160,33 @@ class _FileResolver:
     def constants(self, line: int, text: str) -> list[ast.Constant]:
         return [n for n in ast.walk(self.tree) if isinstance(n, ast.Constant) and n.value == text and n.lineno == line]
 
-    def smplx_creates(self) -> list[tuple[str, str, int]]:
-        """(model dir, gender, line) of smplx.create(path, 'smplx', gender=…) calls."""
+    def smplx_creates(self) -> list[tuple[str, int]]:
+        """(model file, line) of the smplx.create(path, model_type, gender=…) calls (and SMPLX(…) …)."""
         out = []
         for node in ast.walk(self.tree):
             if not isinstance(node, ast.Call):
                 continue
             qual = self.evaluator._qual(node.func)
-            if not qual or not SMPLX_CREATE.search(qual):
+            m = SMPLX_CREATE.search(qual or "")
+            if not m:
                 continue
-            model_type = "smplx" if qual.endswith("SMPLX") else None
             args = [self.value(a) for a in node.args]
             kwargs = {k.arg: self.value(k.value) for k in node.keywords if k.arg}
-            model_type = model_type or kwargs.get("model_type") or (args[1] if len(args) > 1 else "smpl")
-            if model_type != "smplx":
+            direct = m.group(2) != "create"  # smplx.SMPLX(path): the folder holds the file itself
+            model_type = (
+                m.group(2).lower() if direct else kwargs.get("model_type", args[1] if len(args) > 1 else "smpl")
+            )
+            if model_type not in MODEL_FILES:
                 continue
-            path = args[0] if args else kwargs.get("model_path")
+            path: object = args[0] if args else kwargs.get("model_path")
             if isinstance(path, pyeval.PathValue):
                 path = str(path)
             gender = kwargs.get("gender", "neutral")
-            if isinstance(path, str) and isinstance(gender, str):
-                base = path if qual.endswith("SMPLX") else posixpath.join(path, "smplx")
-                out.append((base, gender.upper(), node.lineno))
+            stem, ext = MODEL_FILES[model_type]
+            chosen = kwargs.get("ext", ext)
+            if isinstance(path, str) and isinstance(gender, str) and isinstance(chosen, str):
+                base = path if direct else posixpath.join(path, model_type)
+                out.append((posixpath.join(base, f"{stem.format(gender.upper())}.{chosen}"), node.lineno))
         return out
 
 
@@ -204,7 +250,9 @@ def find(root: Path, strings: list[tuple[str, str, int]], files_with_smplx: list
             continue
         rel, certain = _relative(value, root / file_rel, root)
         if rel is None:
-            todos.append(f"{file_rel}:{line} opens {value}, outside the tree: put the {model.family.upper()} file where the code expects it and add an asset entry")
+            todos.append(
+                f"{file_rel}:{line} opens {value}, outside the tree: put the {model.family.upper()} file where the code expects it and add an asset entry"
+            )
             continue
         add(rel, file_rel, line, model, certain, notes)
     for file_rel in files_with_smplx:
@@ -212,12 +260,15 @@ def find(root: Path, strings: list[tuple[str, str, int]], files_with_smplx: list
         if r is None:
             continue
         notes = [g.split(": ", 1)[-1] for g in r.evaluator.guesses if "environment variable" in g]
-        for base, gender, line in r.smplx_creates():
-            model = _model(f"SMPLX_{gender}.npz")
-            assert model is not None
-            rel, certain = _relative(posixpath.join(base, f"SMPLX_{gender}.npz"), root / file_rel, root)
+        for path, line in r.smplx_creates():
+            model = _model(posixpath.basename(path))
+            if model is None:
+                continue
+            rel, certain = _relative(path, root / file_rel, root)
             if rel is None:
-                todos.append(f"{file_rel}:{line} loads SMPL-X from {base}, outside the tree")
+                todos.append(
+                    f"{file_rel}:{line} loads {posixpath.basename(path)} from {posixpath.dirname(path)}, outside the tree"
+                )
                 continue
             add(rel, file_rel, line, model, certain, notes)
     for family, names in bare.items():

@@ -49,7 +49,7 @@ def scratch_parent() -> str | None:
     """Where the tree is checked out for reading: a memory file system when there is one with
     room (checking out and deleting thousands of files on a busy disk takes longer than the
     whole analysis), else the temp dir."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - only a parent for mkdtemp, which makes a private folder
     try:
         if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 << 30:
             return str(shm)
@@ -75,7 +75,9 @@ def new(
     InputError before anything is written."""
     started = time.monotonic()
     if name is not None and not NAME_RE.match(name):
-        raise InputError(f"--name {name!r}: use lower-case letters, digits, '.', '_' and '-'", hint="nothing was written")
+        raise InputError(
+            f"--name {name!r}: use lower-case letters, digits, '.', '_' and '-'", hint="nothing was written"
+        )
     if mirror is not None and not mirror.is_dir():
         raise InputError(f"--mirror {mirror}: not a directory", hint="nothing was written")
     output = (output or Path("envbuilder-recipes")).resolve()

@@ -50,8 +50,14 @@ def _classify(text: str, base: Path, root: Path) -> tuple[str, str]:
     if re.match(r"^(https?|file)://", text):
         return "url", text
     candidate = (base / text).resolve()
-    looks_local = text in (".", "..") or text.startswith(("./", "../", "/")) or ("/" in text and not re.search(r"[=<>~!;\[]", text))
-    if looks_local or (candidate.is_dir() and candidate.is_relative_to(root.resolve()) and not re.search(r"[=<>~!]", text)):
+    looks_local = (
+        text in (".", "..")
+        or text.startswith(("./", "../", "/"))
+        or ("/" in text and not re.search(r"[=<>~!;\[]", text))
+    )
+    if looks_local or (
+        candidate.is_dir() and candidate.is_relative_to(root.resolve()) and not re.search(r"[=<>~!]", text)
+    ):
         try:
             return "local", candidate.relative_to(root.resolve()).as_posix() or "."
         except ValueError:
@@ -147,7 +153,7 @@ def read_environment(out: Declarations, path: Path, root: Path) -> None:
 def read_pyproject(out: Declarations, path: Path, root: Path) -> None:
     rel = path.relative_to(root).as_posix()
     try:
-        import tomllib
+        import tomllib  # type: ignore[import-not-found, unused-ignore]  # Python >= 3.11
     except ImportError:  # Python 3.10
         out.problems.append(f"{rel}: not read (this Python has no tomllib; run envbuilder on Python >= 3.11)")
         return
@@ -171,7 +177,9 @@ def read_pyproject(out: Declarations, path: Path, root: Path) -> None:
         out.python.append((f"requires-python {project['requires-python']}", f"{rel}:{line_of('requires-python')}"))
 
 
-def read(root: Path, commands: list[Command], install_requires: list[tuple[str, str]], python_requires: list[tuple[str, str]]) -> Declarations:
+def read(
+    root: Path, commands: list[Command], install_requires: list[tuple[str, str]], python_requires: list[tuple[str, str]]
+) -> Declarations:
     """Everything the tree declares. `commands`: the README's; `install_requires`: (requirement,
     where) from the root setup.py; `python_requires`: (specifier, where)."""
     out = Declarations()

@@ -36,7 +36,11 @@ def _namedtuple(tree: ast.Module, check: ApiCheck) -> str | None:
     cls = _class(tree, check.symbol)
     if cls is None:
         return f"{check.file} has no class {check.symbol}"
-    fields = {n.target.id: n.value is not None for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    fields = {
+        n.target.id: n.value is not None
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    }
     missing = [f for f in check.needs if f not in fields]
     if missing:
         return f"{check.symbol} lacks {', '.join(missing)}"
@@ -74,7 +78,7 @@ def cpp_param_count(text: str, function: str) -> int | None:
     if not m:
         return None
     depth, start, params, angle = 1, m.end(), [], 0
-    current = []
+    current: list[str] = []
     for ch in code[start:]:
         if ch == "(":
             depth += 1
@@ -141,7 +145,9 @@ def match(directory: Path, setup: SetupPy, module: ExtModule) -> Match:
     if module.name in candidate.modules:
         result.passed.append(f"builds {module.name}")
     else:
-        result.failed.append(f"builds {module.name}, the shared {candidate.extension} builds {', '.join(candidate.modules)}")
+        result.failed.append(
+            f"builds {module.name}, the shared {candidate.extension} builds {', '.join(candidate.modules)}"
+        )
     missing = [f for f in candidate.files if not (directory / f).is_file()]
     if missing:
         result.failed.append(f"lacks {', '.join(missing)}")

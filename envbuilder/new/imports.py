@@ -145,7 +145,9 @@ IMPORT_RE = re.compile(r"^([ \t]*)(?:import|from)[ \t]+[A-Za-z_.]")
 TRY_RE = re.compile(r"^([ \t]*)try[ \t]*:")
 HANDLER_RE = re.compile(r"^([ \t]*)(except\b[^:]*|else|finally)[ \t]*:")
 STRING_RE = re.compile(r"""(["'])([^"'\n]{1,300}?\.(?:mat|pkl|npz|npy))\1""")  # model files (assets.MODELS)
-UNPACKED_LOAD_RE = re.compile(r"^[ \t]*\(?[ \t]*[\w.]+[ \t]*(?:,[ \t]*[\w.]+[ \t]*)+\)?[ \t]*=[ \t]*torch\.load\(", re.M)
+UNPACKED_LOAD_RE = re.compile(
+    r"^[ \t]*\(?[ \t]*[\w.]+[ \t]*(?:,[ \t]*[\w.]+[ \t]*)+\)?[ \t]*=[ \t]*torch\.load\(", re.M
+)
 USAGE_MODULES = frozenset({"mmcv"})  # modules whose attributes a pin rule looks at
 
 
@@ -244,9 +246,11 @@ def read(root: Path, files: list[Path]) -> PythonFacts:
                         used.add(node.module.split(".")[1])
                     else:
                         used.update(a.name for a in node.names)
-        for alias, top in aliases.items():
+        for local_name, top in aliases.items():
             if top in USAGE_MODULES:
-                facts.usage.setdefault(top, set()).update(re.findall(rf"\b{re.escape(alias)}\.([A-Za-z_]\w*)", text))
+                facts.usage.setdefault(top, set()).update(
+                    re.findall(rf"\b{re.escape(local_name)}\.([A-Za-z_]\w*)", text)
+                )
         for m in STRING_RE.finditer(text):
             line_start = text.rfind("\n", 0, m.start()) + 1
             if text[line_start : m.start()].lstrip().startswith("#"):
@@ -274,7 +278,11 @@ def is_stdlib(module: str) -> bool:
 def provides(dist: str) -> set[str]:
     """The import names a declared distribution provides (the table, else its own name)."""
     canonical = canonicalize_name(dist)
-    names = {imp for imp, (main, others) in IMPORT_DISTS.items() if canonical in {canonicalize_name(d) for d in (main, *others)}}
+    names = {
+        imp
+        for imp, (main, others) in IMPORT_DISTS.items()
+        if canonical in {canonicalize_name(d) for d in (main, *others)}
+    }
     names.add(canonical.replace("-", "_"))
     names.add(dist.replace("-", "_"))
     return names

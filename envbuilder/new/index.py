@@ -70,9 +70,7 @@ class _Links(html.parser.HTMLParser):
         if tag == "a" and self._attrs is not None:
             href = self._attrs.get("href") or ""
             name = "".join(self._text).strip() or urllib.parse.unquote(href.split("#")[0].rsplit("/", 1)[-1])
-            self.files.append(
-                IndexFile(name, self._attrs.get("data-requires-python"), "data-yanked" in self._attrs)
-            )
+            self.files.append(IndexFile(name, self._attrs.get("data-requires-python"), "data-yanked" in self._attrs))
             self._attrs = None
 
 
@@ -112,12 +110,22 @@ class SimpleIndex:
         return result
 
     def _fetch(self, project: str) -> list[IndexFile] | None:
-        request = urllib.request.Request(
+        if self.url.startswith("file:"):  # a local PEP 503 tree, as pip's --index-url file:///… reads it
+            folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(self.url + project + "/").path))
+            page = folder / "index.html"
+            if page.is_file():
+                parser = _Links()
+                parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+                return parser.files
+            return [IndexFile(p.name) for p in sorted(folder.iterdir()) if p.is_file()] if folder.is_dir() else None
+        if not self.url.startswith(("http://", "https://")):
+            raise IndexUnavailable(f"{self.url}: only http(s):// and file:// indexes are read")
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
             self.url + project + "/",
             headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1", "User-Agent": "envbuilder-new"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - an index URL
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - http(s) only
                 body = response.read()
                 kind = response.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
@@ -129,8 +137,7 @@ class SimpleIndex:
         if "json" in kind:
             data = json.loads(body)
             return [
-                IndexFile(f["filename"], f.get("requires-python"), bool(f.get("yanked")))
-                for f in data.get("files", [])
+                IndexFile(f["filename"], f.get("requires-python"), bool(f.get("yanked"))) for f in data.get("files", [])
             ]
         parser = _Links()
         parser.feed(body.decode("utf-8", errors="replace"))
@@ -216,5 +223,7 @@ def releases(files: Iterable[IndexFile], target: Target) -> list[Release]:
             sdist[version] = True
     ordered = sorted({*wheel, *sdist})
     return [
-        Release(v, wheel.get(v, False), sdist.get(v, False)) for v in ordered if not v.is_prerelease and not v.is_devrelease
+        Release(v, wheel.get(v, False), sdist.get(v, False))
+        for v in ordered
+        if not v.is_prerelease and not v.is_devrelease
     ]

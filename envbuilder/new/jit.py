@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,8 @@ def find(path: Path, root: Path) -> list[JitBackend]:
     except SyntaxError as exc:
         raise syntax_error(path, root, exc) from None
     evaluator = pyeval.Evaluator(path, root, LOADERS)
-    try:
+    with contextlib.suppress(RecursionError):
         evaluator.run_module(tree)
-    except RecursionError:
-        pass
     root_r = root.resolve()
     out = []
     for call in evaluator.calls:

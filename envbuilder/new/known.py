@@ -62,7 +62,12 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
             "diff_gaussian_rasterization/__init__.py",
         ),
         api=(
-            ApiCheck("namedtuple", "diff_gaussian_rasterization/__init__.py", "GaussianRasterizationSettings", needs=RASTERIZER_SETTINGS),
+            ApiCheck(
+                "namedtuple",
+                "diff_gaussian_rasterization/__init__.py",
+                "GaussianRasterizationSettings",
+                needs=RASTERIZER_SETTINGS,
+            ),
             ApiCheck(
                 "params",
                 "diff_gaussian_rasterization/__init__.py",
@@ -114,7 +119,9 @@ class KnownPackage:
 
 
 KNOWN_PACKAGES: tuple[KnownPackage, ...] = (
-    KnownPackage("pytorch3d", ("pytorch3d",), ("github.com/facebookresearch/pytorch3d",), ("pytorch3d",), "extensions/pytorch3d"),
+    KnownPackage(
+        "pytorch3d", ("pytorch3d",), ("github.com/facebookresearch/pytorch3d",), ("pytorch3d",), "extensions/pytorch3d"
+    ),
     KnownPackage("gsplat", ("gsplat",), ("github.com/nerfstudio-project/gsplat",), ("gsplat",), "extensions/gsplat"),
     KnownPackage("kaolin", ("kaolin",), ("github.com/nvidiagameworks/kaolin",), ("kaolin",), "extensions/kaolin"),
 )
@@ -148,7 +155,12 @@ METHOD_PATCHES: tuple[MethodPatch, ...] = (
 TORCH_TABLE = (
     (
         "cu128",
-        {"torch": "==2.9.1", "torchvision": "==0.24.1", "torchaudio": "==2.9.1", "index": "https://download.pytorch.org/whl/cu128"},
+        {
+            "torch": "==2.9.1",
+            "torchvision": "==0.24.1",
+            "torchaudio": "==2.9.1",
+            "index": "https://download.pytorch.org/whl/cu128",
+        },
         "CUDA 12.8 builds from the PyTorch index; torch 2.9.1 is C++17, so extensions keep their defaults",
     ),
     (

@@ -9,6 +9,7 @@ no release has one).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,8 +47,24 @@ RULES: tuple[PinRule, ...] = (
     ),
     PinRule(
         "conda-toolchain",
-        ("cuda-toolkit", "cuda", "cudnn", "cuda-nvcc", "ffmpeg", "openh264", "pip", "gcc", "gxx", "gxx-linux-64",
-         "cmake", "mkl", "libgcc", "libstdcxx-ng", "cxx-compiler", "pyg"),
+        (
+            "cuda-toolkit",
+            "cuda",
+            "cudnn",
+            "cuda-nvcc",
+            "ffmpeg",
+            "openh264",
+            "pip",
+            "gcc",
+            "gxx",
+            "gxx-linux-64",
+            "cmake",
+            "mkl",
+            "libgcc",
+            "libstdcxx-ng",
+            "cxx-compiler",
+            "pyg",
+        ),
         "drop",
         "a conda package for the toolchain or a system library; envbuilder's toolchain step finds CUDA and gcc, "
         "and the venv brings its own pip",
@@ -155,6 +172,7 @@ RULES: tuple[PinRule, ...] = (
     ),
 )
 
+
 @dataclass
 class Facts:
     """What conditions look at: the method's use of modules and its other requirements."""
@@ -224,7 +242,9 @@ def apply_rule(rule: PinRule, req: Requirement, where: str, facts: Facts) -> Out
     elif rule.action == "replace":
         for new, why in rule.replace:
             reason = why.format(**fill)
-            out.requirements.append((new.format(**fill), f"{reason}; {rule.why} (rule {rule.id})" if "{req}" in why else reason))
+            out.requirements.append(
+                (new.format(**fill), f"{reason}; {rule.why} (rule {rule.id})" if "{req}" in why else reason)
+            )
     elif rule.action == "no-build-isolation":
         out.requirements.append((text, f"{rule.why} (rule {rule.id})"))
         out.no_build_isolation = True
@@ -283,7 +303,9 @@ def check_wheels(req: Requirement, where: str, index: Index, target: Target) -> 
     if not found:
         out.todo = f"{text} ({where}): the index lists no release of {req.name}"
     elif any(r.wheel for r in found):
-        out.todo = f"{text} ({where}): no release allowed by {req.specifier} has a {py} wheel; newer ones do: relax the pin"
+        out.todo = (
+            f"{text} ({where}): no release allowed by {req.specifier} has a {py} wheel; newer ones do: relax the pin"
+        )
     else:
         out.todo = (
             f"{text} ({where}): {req.name} has only source distributions for {py} on Linux, so pip builds it at install: "
@@ -296,10 +318,8 @@ def prefetch(index: Index, names: list[str]) -> None:
     """Ask the index about every project at once (the answers are cached by the index)."""
 
     def one(name: str) -> None:
-        try:
+        with contextlib.suppress(IndexUnavailable):  # check_wheels asks again and says so
             index.files(name)
-        except IndexUnavailable:
-            pass
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, sorted(set(names))))

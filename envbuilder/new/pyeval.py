@@ -12,9 +12,11 @@ Calls whose qualified name the caller asks for (setup, CUDAExtension, torch's lo
 evaluated but recorded, with their evaluated arguments and line.
 """
 
+# ruff: noqa: PTH117, PTH118, PTH207 - build scripts compute with os.path and glob on strings; this mirrors them
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import glob as globmod
 import os
@@ -99,23 +101,24 @@ class Bound:
     name: str
 
 
-class _Return(Exception):  # noqa: N818 - control flow, not an error
+class _Return(Exception):
     def __init__(self, value: Any) -> None:
         self.value = value
 
 
-class _Break(Exception):  # noqa: N818
+class _Break(Exception):
     pass
 
 
-class _Continue(Exception):  # noqa: N818
+class _Continue(Exception):
     pass
 
 
-class _Budget(Exception):  # noqa: N818
+class _Budget(Exception):
     pass
 
 
+REDUCERS: dict[str, Callable[[list[Any]], Any]] = {"any": any, "all": all, "min": min, "max": max}
 BUILTINS = frozenset(
     {
         "len",
@@ -242,7 +245,7 @@ class Evaluator:
         for stmt in body:
             self._stmt(stmt)
 
-    def _stmt(self, node: ast.stmt) -> None:  # noqa: C901 - one branch per statement kind
+    def _stmt(self, node: ast.stmt) -> None:
         self._tick()
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -276,7 +279,10 @@ class Evaluator:
         elif isinstance(node, ast.If):
             test = self._truth(self._expr(node.test))
             if test is None:
-                self.note(f"took the 'if' branch of a condition only running the script would decide ({ast.unparse(node.test)[:80]})", node.lineno)
+                self.note(
+                    f"took the 'if' branch of a condition only running the script would decide ({ast.unparse(node.test)[:80]})",
+                    node.lineno,
+                )
                 self._block(node.body)
             else:
                 self._block(node.body if test else node.orelse)
@@ -293,9 +299,9 @@ class Evaluator:
         elif isinstance(node, ast.Continue):
             raise _Continue
         elif isinstance(node, ast.Try) or (hasattr(ast, "TryStar") and isinstance(node, ast.TryStar)):
-            self._block(node.body)  # type: ignore[attr-defined]
-            self._block(node.orelse)  # type: ignore[attr-defined]
-            self._block(node.finalbody)  # type: ignore[attr-defined]
+            self._block(node.body)
+            self._block(node.orelse)
+            self._block(node.finalbody)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 if item.optional_vars is not None:
@@ -307,7 +313,10 @@ class Evaluator:
     def _for(self, node: ast.For) -> None:
         iterable = self._iter(self._expr(node.iter))
         if iterable is None:
-            self.note(f"skipped a loop over something only running the script would know ({ast.unparse(node.iter)[:80]})", node.lineno)
+            self.note(
+                f"skipped a loop over something only running the script would know ({ast.unparse(node.iter)[:80]})",
+                node.lineno,
+            )
             return
         for count, item in enumerate(iterable):
             if count >= MAX_ITEMS:
@@ -334,10 +343,8 @@ class Evaluator:
             container = self._expr(target.value)
             key = self._expr(target.slice)
             if isinstance(container, dict) and not is_unknown(key):
-                try:
+                with contextlib.suppress(TypeError):  # an unhashable key: the script would fail too
                     container[key] = value
-                except TypeError:
-                    pass
             elif isinstance(container, list) and isinstance(key, int) and -len(container) <= key < len(container):
                 container[key] = value
 
@@ -352,7 +359,7 @@ class Evaluator:
 
     # --- expressions ------------------------------------------------------------------------
 
-    def _expr(self, node: ast.expr | None) -> Any:  # noqa: C901 - one branch per expression kind
+    def _expr(self, node: ast.expr | None) -> Any:
         if node is None:
             return None
         self._tick()
@@ -388,10 +395,8 @@ class Evaluator:
                     continue
                 key = self._expr(k)
                 if not is_unknown(key):
-                    try:
+                    with contextlib.suppress(TypeError):
                         out[key] = self._expr(v)
-                    except TypeError:
-                        pass
             return out
         if isinstance(node, ast.Attribute):
             return self._attribute(self._expr(node.value), node.attr, line)
@@ -440,7 +445,7 @@ class Evaluator:
             return None
         try:
             return bool(value)
-        except Exception:  # noqa: BLE001 - a value with odd truthiness: undecided
+        except Exception:
             return None
 
     def _boolop(self, node: ast.BoolOp) -> Any:
@@ -540,7 +545,9 @@ class Evaluator:
         if is_unknown(value):
             return value
         if isinstance(slice_node, ast.Slice):
-            lower, upper, step = (self._expr(p) if p is not None else None for p in (slice_node.lower, slice_node.upper, slice_node.step))
+            lower, upper, step = (
+                self._expr(p) if p is not None else None for p in (slice_node.lower, slice_node.upper, slice_node.step)
+            )
             if any(is_unknown(p) for p in (lower, upper, step)) or not isinstance(value, (list, tuple, str)):
                 return Unknown("a slice", line)
             return value[lower:upper:step]
@@ -562,13 +569,21 @@ class Evaluator:
         if isinstance(op, ast.Div) and isinstance(left, str) and isinstance(right, PathValue):
             return PathValue(PurePosixPath(left) / right.path)
         try:
-            if isinstance(op, ast.Add) and type(left) is type(right) and isinstance(left, (str, list, tuple, int, float)):
+            if (
+                isinstance(op, ast.Add)
+                and type(left) is type(right)
+                and isinstance(left, (str, list, tuple, int, float))
+            ):
                 return left + right
             if isinstance(op, ast.Mod) and isinstance(left, str):
                 return left % right
             if isinstance(op, ast.Mult) and isinstance(left, (list, str)) and isinstance(right, int):
                 return left * right
-            if isinstance(op, (ast.Sub, ast.Mult, ast.Add)) and isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            if (
+                isinstance(op, (ast.Sub, ast.Mult, ast.Add))
+                and isinstance(left, (int, float))
+                and isinstance(right, (int, float))
+            ):
                 return {ast.Sub: left - right, ast.Mult: left * right, ast.Add: left + right}[type(op)]
         except (TypeError, ValueError):
             pass
@@ -646,7 +661,9 @@ class Evaluator:
         spec = func.node.args
         positional = [*spec.posonlyargs, *spec.args]
         scope: dict[str, Any] = {}
-        defaults = dict(zip([a.arg for a in positional][len(positional) - len(func.defaults) :], func.defaults, strict=True))
+        defaults = dict(
+            zip([a.arg for a in positional][len(positional) - len(func.defaults) :], func.defaults, strict=True)
+        )
         for i, arg in enumerate(positional):
             if i < len(args):
                 scope[arg.arg] = args[i]
@@ -676,7 +693,7 @@ class Evaluator:
             self.depth -= 1
             self.scopes.pop()
 
-    def _method(self, bound: Bound, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:  # noqa: C901
+    def _method(self, bound: Bound, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:
         obj, name = bound.obj, bound.name
         if any(is_unknown(a) for a in args) and name not in ("append", "extend", "insert", "get"):
             return Unknown(f".{name}() of an unknown value", line)
@@ -773,7 +790,7 @@ class Evaluator:
             return PathValue(p.with_suffix(str(args[0])))
         return Unknown(f"Path.{name}()", line)
 
-    def _library(self, qual: str, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:  # noqa: C901
+    def _library(self, qual: str, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:
         strs = [str(a) if isinstance(a, PathValue) else a for a in args]
         known = not any(is_unknown(a) for a in strs)
         short = qual.rsplit(".", 1)[-1]
@@ -819,7 +836,7 @@ class Evaluator:
             return self._builtin(short, strs, kwargs, line)
         return Unknown(f"{qual}()", line)
 
-    def _builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:  # noqa: C901
+    def _builtin(self, name: str, args: list[Any], kwargs: dict[str, Any], line: int) -> Any:
         if name == "print":
             return None
         if any(is_unknown(a) for a in args):
@@ -845,10 +862,16 @@ class Evaluator:
                 return None if items is None else [(i, v) for i, v in enumerate(items)]
             if name == "zip":
                 lists = [self._iter(a) for a in args]
-                return Unknown("zip", line) if any(x is None for x in lists) else [tuple(t) for t in zip(*lists)]  # type: ignore[misc]
+                return (
+                    Unknown("zip", line)
+                    if any(x is None for x in lists)
+                    else [tuple(t) for t in zip(*lists, strict=False)]
+                )
             if name in ("any", "all", "min", "max"):
                 items = self._iter(args[0]) if len(args) == 1 else args
-                return Unknown(name, line) if items is None or any(is_unknown(i) for i in items) else {"any": any, "all": all, "min": min, "max": max}[name](items)
+                return (
+                    Unknown(name, line) if items is None or any(is_unknown(i) for i in items) else REDUCERS[name](items)
+                )
             if name == "dict":
                 return dict(*args, **kwargs)
             if name in ("filter", "map") and isinstance(args[0], Function):

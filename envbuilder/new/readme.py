@@ -13,7 +13,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-DOC_NAME_RE = re.compile(r"^(readme|install|installation|setup|getting[_-]?started|environment)[^/]*\.(md|markdown|rst|txt)$", re.I)
+DOC_NAME_RE = re.compile(
+    r"^(readme|install|installation|setup|getting[_-]?started|environment)[^/]*\.(md|markdown|rst|txt)$", re.I
+)
 DOC_DIRS = ("doc", "docs", "documentation")
 FENCE_RE = re.compile(r"^\s*(```|~~~)")
 INLINE_RE = re.compile(r"`([^`\n]*(?:pip3? install|mim install|conda (?:install|create)|git clone)[^`\n]*)`")
@@ -21,9 +23,29 @@ SEPARATORS = {"&&", ";", "||", "|", "&"}
 HEADING_RE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
 # The nearest heading decides whether an install is part of setting up the method or an optional
 # tool for one stage (data preparation, a viewer, evaluation): those are reported, not added.
-INSTALL_SECTION_RE = re.compile(r"instal|set-?up|environment|requirement|dependenc|quick ?start|getting ?started|prerequisite", re.I)
-OPTIONAL_SECTION_RE = re.compile(r"data|prepar|pre-?process|custom|colmap|viewer|visuali|evaluat|metric|render|train|inference|demo|script|tool|optional|extra", re.I)
-PIP_FLAGS_WITH_VALUE = {"-f", "--find-links", "-i", "--index-url", "--extra-index-url", "-c", "--constraint", "--target", "-t", "--prefix", "--config-settings", "-C", "--global-option", "--install-option"}
+INSTALL_SECTION_RE = re.compile(
+    r"instal|set-?up|environment|requirement|dependenc|quick ?start|getting ?started|prerequisite", re.I
+)
+OPTIONAL_SECTION_RE = re.compile(
+    r"data|prepar|pre-?process|custom|colmap|viewer|visuali|evaluat|metric|render|train|inference|demo|script|tool|optional|extra",
+    re.I,
+)
+PIP_FLAGS_WITH_VALUE = {
+    "-f",
+    "--find-links",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-c",
+    "--constraint",
+    "--target",
+    "-t",
+    "--prefix",
+    "--config-settings",
+    "-C",
+    "--global-option",
+    "--install-option",
+}
 ROOT = "."
 
 
@@ -48,7 +70,11 @@ class Command:
     @property
     def optional(self) -> bool:
         """Under a heading about one stage of the method (data, viewer …), not its set-up."""
-        return bool(self.section) and not INSTALL_SECTION_RE.search(self.section) and bool(OPTIONAL_SECTION_RE.search(self.section))
+        return (
+            bool(self.section)
+            and not INSTALL_SECTION_RE.search(self.section)
+            and bool(OPTIONAL_SECTION_RE.search(self.section))
+        )
 
 
 def doc_files(root: Path) -> list[Path]:
@@ -131,7 +157,16 @@ class _Reader:
         self.found: list[Command] = []
         self.section = ""
 
-    def _add(self, line: int, tool: str, kind: str, target: str, text: str, options: tuple[str, ...] = (), clone: str | None = None) -> None:
+    def _add(
+        self,
+        line: int,
+        tool: str,
+        kind: str,
+        target: str,
+        text: str,
+        options: tuple[str, ...] = (),
+        clone: str | None = None,
+    ) -> None:
         self.found.append(Command(self.doc, line, tool, kind, target, clone, options, text, self.section))
 
     def _cd(self, arg: str) -> None:
@@ -165,7 +200,7 @@ class _Reader:
         norm = PurePosixPath(*[p for p in joined.parts if p != "."]).as_posix() if joined.parts else ROOT
         return clone, norm or ROOT
 
-    def command(self, number: int, argv: list[str], text: str) -> None:  # noqa: C901
+    def command(self, number: int, argv: list[str], text: str) -> None:
         if argv[0] == "sudo":
             argv = argv[1:]
         if not argv:
@@ -194,7 +229,12 @@ class _Reader:
             self._pip(number, argv[2:], text, "pip")
         elif head == "mim" and len(argv) > 1 and argv[1] == "install":
             self._pip(number, argv[2:], text, "mim")
-        elif head in ("python", "python3") and len(argv) > 2 and argv[1] == "setup.py" and argv[2] in ("install", "develop", "build_ext", "bdist_wheel"):
+        elif (
+            head in ("python", "python3")
+            and len(argv) > 2
+            and argv[1] == "setup.py"
+            and argv[2] in ("install", "develop", "build_ext", "bdist_wheel")
+        ):
             where = self._target_path(".")
             if where is not None:
                 clone, path = where
@@ -249,7 +289,7 @@ class _Reader:
             options.append("-e")
         opts = tuple(options)
         for target, is_file in targets:
-            if "$" in target or "<" in target and ">" not in target.lstrip("<"):
+            if "$" in target or ("<" in target and ">" not in target.lstrip("<")):
                 continue
             if is_file:
                 where = self._target_path(target)
@@ -260,8 +300,10 @@ class _Reader:
                 self._add(number, tool, "vcs", target, text, opts)
             elif re.match(r"^https?://", target):
                 self._add(number, tool, "url", target, text, opts)
-            elif target in (".", "..") or target.startswith(("./", "../", "/")) or (
-                "/" in target and not re.search(r"[=<>~!@]", target)
+            elif (
+                target in (".", "..")
+                or target.startswith(("./", "../", "/"))
+                or ("/" in target and not re.search(r"[=<>~!@]", target))
             ):
                 where = self._target_path(target)
                 if where is not None:

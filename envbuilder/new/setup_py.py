@@ -75,7 +75,10 @@ def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:
         for name in ("body", "orelse", "finalbody", "handlers"):
             inner = getattr(node, name, None)
             if isinstance(inner, list) and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                out += _module_level([n for n in inner if isinstance(n, ast.stmt)] + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body])
+                out += _module_level(
+                    [n for n in inner if isinstance(n, ast.stmt)]
+                    + [s for h in inner if isinstance(h, ast.ExceptHandler) for s in h.body]
+                )
     return out
 
 
@@ -96,7 +99,7 @@ def top_imports(tree: ast.Module) -> tuple[str, ...]:
 def _relative(paths: list[str], base: Path) -> list[str]:
     out = []
     for p in paths:
-        full = Path(p) if os.path.isabs(p) else base / p
+        full = Path(p) if os.path.isabs(p) else base / p  # noqa: PTH117 - p is a string from the script
         try:
             out.append(os.path.relpath(os.path.normpath(full), base).replace(os.sep, "/"))
         except ValueError:

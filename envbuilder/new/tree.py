@@ -108,7 +108,9 @@ def _ls_remote(url: str, *args: str) -> dict[str, str]:
 
 def _rev_parse(repo: Path, rev: str) -> str | None:
     try:
-        return _git("-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", timeout=60).strip() or None
+        return (
+            _git("-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", timeout=60).strip() or None
+        )
     except EnvbuilderError:
         return None
 
@@ -173,7 +175,9 @@ class Reader:
         elif re.fullmatch(r"[0-9a-f]{40}", rev):
             full = rev
         else:
-            full = next((refs[r] for r in (f"refs/heads/{rev}", f"refs/tags/{rev}^{{}}", f"refs/tags/{rev}") if r in refs), "")
+            full = next(
+                (refs[r] for r in (f"refs/heads/{rev}", f"refs/tags/{rev}^{{}}", f"refs/tags/{rev}") if r in refs), ""
+            )
             if not full and HEX_RE.match(rev) and head:
                 # a short hash: the clone (envbuilder's cache, which build reuses) resolves it
                 repo = self.git.locate(url, head)
@@ -225,7 +229,9 @@ class Reader:
 
     def _branch_of(self, dest: Path, path: str) -> str | None:
         try:
-            out = _git("config", "-f", str(dest / ".gitmodules"), "--get-regexp", r"^submodule\..*\.(path|branch)$", timeout=30)
+            out = _git(
+                "config", "-f", str(dest / ".gitmodules"), "--get-regexp", r"^submodule\..*\.(path|branch)$", timeout=30
+            )
         except EnvbuilderError:
             return None
         fields: dict[str, dict[str, str]] = {}
@@ -235,7 +241,9 @@ class Reader:
             fields.setdefault(name, {})[field_name] = value.strip()
         return next((f.get("branch") for f in fields.values() if f.get("path", "").strip("/") == path.strip("/")), None)
 
-    def _missing(self, path: str, url: str, sha: str, exc: InputError, target: Path, declared: str | None = None) -> Submodule:
+    def _missing(
+        self, path: str, url: str, sha: str, exc: InputError, target: Path, declared: str | None = None
+    ) -> Submodule:
         """A gitlink its remote lacks: what the remote has, and a branch of it for reading (the
         one .gitmodules names, else the default)."""
         sub = Submodule(path, url, sha, "missing", message=exc.message, declared_branch=declared)
@@ -250,7 +258,9 @@ class Reader:
         else:
             with contextlib.suppress(InputError):
                 refs = _ls_remote(url, "--symref")
-                sub.branches = {r.removeprefix("refs/heads/"): s for r, s in refs.items() if r.startswith("refs/heads/")}
+                sub.branches = {
+                    r.removeprefix("refs/heads/"): s for r, s in refs.items() if r.startswith("refs/heads/")
+                }
                 default = refs.get("symref:HEAD", "").removeprefix("refs/heads/") or None
                 if sub.branches:
                     with contextlib.suppress(InputError):
@@ -277,7 +287,10 @@ def open_tree(target: str, commit: str | None, mirror: Path | None, scratch: Pat
         repo = git_dir(local) if (local / ".git").exists() or (local / "HEAD").is_file() else None
         if repo is None:
             if commit:
-                raise InputError(f"{target} is not a git repository, so --commit {commit} cannot be read from it", hint="drop --commit to read the directory as it is; nothing was written")
+                raise InputError(
+                    f"{target} is not a git repository, so --commit {commit} cannot be read from it",
+                    hint="drop --commit to read the directory as it is; nothing was written",
+                )
             tree = Tree(root=local, origin=target, url=None, commit=None, path=local)
             tree.notes.append("a plain directory (no git): the recipe's source is this path")
             return tree
@@ -293,7 +306,9 @@ def open_tree(target: str, commit: str | None, mirror: Path | None, scratch: Pat
         if origin:
             tree.notes.append(f"origin is {origin}: use it as source.git once {full[:12]} is pushed there")
         with contextlib.suppress(EnvbuilderError):
-            if (local / ".git").exists() and _git("-C", str(local), "status", "--porcelain", "--untracked-files=no", timeout=60).strip():
+            if (local / ".git").exists() and _git(
+                "-C", str(local), "status", "--porcelain", "--untracked-files=no", timeout=60
+            ).strip():
                 tree.notes.append(f"{target} has uncommitted changes; the recipe pins {full[:12]} without them")
         reader.checkout(local, url, full, tree.root)
     elif URL_RE.match(target):

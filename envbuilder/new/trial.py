@@ -40,7 +40,13 @@ class ExtensionTrial:
 
     @property
     def ok(self) -> bool:
-        return self.compiled and self.error is None and bool(self.sass) and all(v == "sass" for v in self.sass.values()) and bool(self.imports)
+        return (
+            self.compiled
+            and self.error is None
+            and bool(self.sass)
+            and all(v == "sass" for v in self.sass.values())
+            and bool(self.imports)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "ok": self.ok}
@@ -115,7 +121,14 @@ class _EachExtension:
     """The extensions step's runner for a trial: each extension compiled, then verified (SASS for
     the archs, import, probe on a GPU) on its own; failures recorded, the step failed at the end."""
 
-    def __init__(self, trials: dict[str, ExtensionTrial], archs: list[str], gpus: tuple[str, ...], fixes: dict[str, list[str]], probes: dict[str, str | None]) -> None:
+    def __init__(
+        self,
+        trials: dict[str, ExtensionTrial],
+        archs: list[str],
+        gpus: tuple[str, ...],
+        fixes: dict[str, list[str]],
+        probes: dict[str, str | None],
+    ) -> None:
         self.trials, self.archs, self.gpus, self.fixes, self.probes = trials, archs, gpus, fixes, probes
 
     def __call__(self, ctx: StepContext, inputs: Any, deps: Any) -> Data:
@@ -132,7 +145,9 @@ class _EachExtension:
                 out = extensions.run(ctx, dataclasses.replace(inputs, extensions=(b,)), deps)
             except EnvbuilderError as exc:
                 trial.step, trial.error = "extensions", exc.message
-                trial.findings, trial.patches = _findings(_since(ctx.log, mark) + "\n" + exc.message + "\n" + getattr(exc, "tail", ""), self.fixes)
+                trial.findings, trial.patches = _findings(
+                    _since(ctx.log, mark) + "\n" + exc.message + "\n" + getattr(exc, "tail", ""), self.fixes
+                )
                 ctx.note(f"{b.name}: did not build ({exc.message.splitlines()[0][:200]})")
                 continue
             (one,) = out["extensions"]
@@ -141,12 +156,18 @@ class _EachExtension:
             mark = _size(ctx.log)
             probe = self.probes.get(b.name)
             checks = verify.Inputs(tuple(self.archs), (b.extension.import_name,), (probe,) if probe else (), self.gpus)
-            verify_deps = Deps("verify", {**{n: deps[n] for n in deps}, "extensions": {**out, "extensions": [one]}}, deps.step_keys)
+            verify_deps = Deps(
+                "verify", {**{n: deps[n] for n in deps}, "extensions": {**out, "extensions": [one]}}, deps.step_keys
+            )
             platlib = Path(deps["venv"]["platlib"])
             binaries, _ = verify.check_binaries(platlib, [one], self.archs)
             for arch in self.archs:
                 seen = [bin_["runs_on"].get(arch) for bin_ in binaries if bin_["sass"] or bin_["ptx"]]
-                trial.sass[arch] = "sass" if seen and all(s == "sass" for s in seen) else ("ptx" if seen and all(s for s in seen) else None)
+                trial.sass[arch] = (
+                    "sass"
+                    if seen and all(s == "sass" for s in seen)
+                    else ("ptx" if seen and all(s for s in seen) else None)
+                )
             try:
                 result = verify.run(ctx, checks, verify_deps)
                 trial.imports = True
@@ -170,7 +191,15 @@ class _EachExtension:
         return {"extensions": built, "cpath": cpath, "build_env": inputs.build_env}
 
 
-def run(recipes: Path, name: str, *, arch: str | None = None, mirror: Path | None = None, prefix: Path | None = None, reporter: Any = None) -> Trial:
+def run(
+    recipes: Path,
+    name: str,
+    *,
+    arch: str | None = None,
+    mirror: Path | None = None,
+    prefix: Path | None = None,
+    reporter: Any = None,
+) -> Trial:
     """Build the recipe `name` from the folder `recipes` (what `new` wrote) with smoke off."""
     from envbuilder.execute import execute
     from envbuilder.host import discover
@@ -183,7 +212,9 @@ def run(recipes: Path, name: str, *, arch: str | None = None, mirror: Path | Non
     plan = make_plan(recipe, host, options)
     archs = [str(a) for a in plan.archs]
     trials = {e.name: ExtensionTrial(e.name) for e in plan.extensions}
-    runner = _EachExtension(trials, archs, plan.resolved.gpus, _patches_for(catalog), {e.name: e.extension.probe for e in plan.extensions})
+    runner = _EachExtension(
+        trials, archs, plan.resolved.gpus, _patches_for(catalog), {e.name: e.extension.probe for e in plan.extensions}
+    )
     trial = Trial(recipe=name, prefix=str(plan.prefix), archs=archs, extensions=list(trials.values()))
     try:
         execute(plan, reporter, runners={"extensions": runner})

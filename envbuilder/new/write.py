@@ -37,7 +37,9 @@ def comment(text: str, indent: str = "", prefix: str = "# ") -> list[str]:
     """Wrapped comment lines; a list prefix ("- ") hangs: later lines are indented under it."""
     lines = []
     for para in text.split("\n"):
-        lines += textwrap.wrap(para, WIDTH - len(indent) - len(prefix), break_long_words=False, break_on_hyphens=False) or [""]
+        lines += textwrap.wrap(
+            para, WIDTH - len(indent) - len(prefix), break_long_words=False, break_on_hyphens=False
+        ) or [""]
     hang = prefix if not prefix.strip().startswith("-") else " " * len(prefix)
     return [f"{indent}{prefix if i == 0 else hang}{line}".rstrip() for i, line in enumerate(lines)]
 
@@ -103,7 +105,9 @@ def recipe_text(draft: Draft) -> str:
     out.append(f"python: {q(d.python)}")
     out.append("torch:")
     out += comment("the torch table of every shipped recipe (recipes/4dgaussians.yaml says why each line is so);", "  ")
-    out += comment(f"packages: {', '.join(d.torch_packages)} (torchvision/torchaudio only when the code imports them)", "  ")
+    out += comment(
+        f"packages: {', '.join(d.torch_packages)} (torchvision/torchaudio only when the code imports them)", "  "
+    )
     for tag, table, why in TORCH_TABLE:
         items = [f"torch: {q(table['torch'])}"]
         items += [f"{p}: {q(table[p])}" for p in ("torchvision", "torchaudio") if p in d.torch_packages]
@@ -132,14 +136,25 @@ def recipe_text(draft: Draft) -> str:
     if enabled or disabled or d.jit:
         out.append("extensions:" if enabled else "extensions: []")
     for e in enabled + disabled:
-        what = "shared: envbuilder ships it" if e.shared else f"new: extensions/{e.name}/extension.yaml, written with this recipe"
+        what = (
+            "shared: envbuilder ships it"
+            if e.shared
+            else f"new: extensions/{e.name}/extension.yaml, written with this recipe"
+        )
         out += comment(f"{what}. {e.why}", "  ")
         for note in e.notes:
             out += comment(note, "  ")
-        entry = f"- {{use: {e.name}" + (f", path: {q(e.path)}" if e.path not in (None, ".") or (e.path == "." and e.source is None) else "") + "}"
+        entry = (
+            f"- {{use: {e.name}"
+            + (f", path: {q(e.path)}" if e.path not in (None, ".") or (e.path == "." and e.source is None) else "")
+            + "}"
+        )
         out.append(f"  {entry}" if e.enabled else f"  # {entry}")
     for j in d.jit:
-        out += comment(f"JIT-only: {j['file']}:{j['line']} builds {j['name'] or 'a module'} from {', '.join(j['sources'][:4])} at first import (see TODO)", "  ")
+        out += comment(
+            f"JIT-only: {j['file']}:{j['line']} builds {j['name'] or 'a module'} from {', '.join(j['sources'][:4])} at first import (see TODO)",
+            "  ",
+        )
     if d.assets:
         out.append("assets:")
     for a in d.assets:
