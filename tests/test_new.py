@@ -4,6 +4,7 @@ loaded back with the strict loader and planned."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -18,7 +19,7 @@ from envbuilder.plan import Options, make_plan
 from envbuilder.recipe.catalog import Catalog
 
 from conftest import has_git
-from helpers import git, host, make_repo
+from helpers import git, host, make_repo, run_cli
 
 pytestmark = pytest.mark.skipif(not has_git(), reason="git is not installed: new reads repositories with it")
 
@@ -348,3 +349,38 @@ def test_short_commit_and_branch_resolve_to_full_hashes(tmp_path, index):
     assert d.source["commit"] == first and d.source["branch"] is None  # not the default branch's head
     d = new(method.as_uri(), commit="old", name="revs-old", output=tmp_path / "o2", index=index).draft
     assert d.source["commit"] == first
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_new_then_plan(tmp_path):
+    method, commit = method_repo(tmp_path)
+    simple = write_index(tmp_path / "pypi", INDEX)
+    out = tmp_path / "recipes-out"
+    with serve(simple.parent) as url:
+        env = {"ENVBUILDER_INDEX_URL": url + "/simple/"}
+        done = run_cli("new", method.as_uri(), "--output", str(out), "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert data["recipe"] == "demo-splat" and data["draft"]["source"]["commit"] == commit
+        assert data["todos"] == data["draft"]["todos"] and data["todos"]
+        text = run_cli("new", method.as_uri(), "--name", "demo-text", "--output", str(out), env=env)
+        assert text.returncode == 0 and "TODO" in text.stdout and "next: envbuilder plan demo-text" in text.stdout
+    plan = run_cli("plan", "demo-splat", "--recipes", str(out), "--arch", "12.0", "--json")
+    assert plan.returncode == 0, plan.stderr
+    steps = {s["name"]: s for s in json.loads(plan.stdout)["steps"]}
+    assert [e["name"] for e in steps["extensions"]["inputs"]["extensions"]] == [
+        "diff-gaussian-rasterization",
+        "simple-knn",
+        "pytorch3d",
+        "demo-splat-ballquery",
+    ]
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    bad = run_cli("new", (tmp_path / "no-such-repo").as_uri(), "--output", str(out), "--json")
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout)["ok"] is False and "is not a git repository" in bad.stderr
+    assert not out.exists()

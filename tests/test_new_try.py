@@ -15,8 +15,7 @@ from envbuilder.new import trial
 from envbuilder.new.command import new
 from envbuilder.new.index import SimpleIndex
 
-from conftest import run_cli
-from helpers import make_repo
+from helpers import make_repo, run_cli
 
 pytestmark = [pytest.mark.build, pytest.mark.compile]
 

@@ -513,7 +513,8 @@ class Analysis:
                     PatchDraft(
                         kind,
                         files,
-                        f"scan: {first.file}:{first.line} uses {first.text.split('(')[0][:60]!r} with no {header} in its include chain",
+                        f"scan: {first.file}:{first.line} ({first.text[:70]!r}) uses "
+                        f"{'fixed-width integers' if kind == 'cstdint' else 'FLT_MAX and friends'} with no {header} in its include chain",
                     )
                 )
             elif status == "error":

@@ -96,7 +96,8 @@ def _patches_for(catalog: Catalog) -> dict[str, list[str]]:
 
 
 def _findings(text: str, fixes: dict[str, list[str]]) -> tuple[list[dict[str, str]], list[str]]:
-    found = diagnose.scan(text)
+    # gcc quotes names with U+2018/U+2019 under a UTF-8 locale; the catalogue's patterns use ASCII quotes
+    found = diagnose.scan(text.replace("\u2018", "'").replace("\u2019", "'"))
     patches = [p for f in found for p in fixes.get(f.signature.id, [])]
     return [f.to_json() for f in found], list(dict.fromkeys(patches))
 
