@@ -69,7 +69,8 @@ def test_try_builds_each_extension_and_reports_the_failure(tmp_path, cuda):
     assert bad.patches == ["cstdint"]
     assert not report.ok
 
-    # the CLI: the same trial again (the good wheel now comes from the cache), rendered as JSON
+    # the CLI: the same trial again in the same env (the venv is reused, the good wheel comes from
+    # the cache, the failed one is tried again), rendered as JSON
     cli = run_cli(
         "new",
         str(method),
@@ -78,11 +79,13 @@ def test_try_builds_each_extension_and_reports_the_failure(tmp_path, cuda):
         "--try",
         "--arch",
         "12.0",
+        "--prefix",
+        str(tmp_path / "research" / "env"),
         "--json",
         env={"ENVBUILDER_INDEX_URL": "http://127.0.0.1:9/simple/"},
     )
     assert cli.returncode == 1, cli.stderr
     data = json.loads(cli.stdout)
     tried = {e["name"]: e for e in data["try"]["extensions"]}
-    assert tried["tiny-tinyadd"]["ok"] and tried["tiny2-tinyadd"]["cache"] == "hit"
+    assert tried["tiny-tinyadd"]["ok"] and tried["tiny-tinyadd"]["cache"] == "hit"
     assert tried["tiny-brokenids"]["patches"] == ["cstdint"]

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="then build sources, patches and extensions for this host's arch (no smoke run) and report each extension",
     )
     p.add_argument("--arch", help="with --try: the arch to build for (default: the GPUs present)")
+    p.add_argument(
+        "--prefix", type=Path, help="with --try: where the trial env goes (default: $ENVBUILDER_HOME/try/<name>)"
+    )
     add_json_option(p)
     p.set_defaults(func=cmd_new)
 
@@ -63,6 +66,7 @@ def cmd_new(args: argparse.Namespace) -> int:
             result.draft.name,
             arch=args.arch,
             mirror=args.mirror,
+            prefix=args.prefix,
             reporter=None if args.json else report.ProgressReporter(),
         )
         result.trial = outcome.to_json()
