@@ -146,9 +146,17 @@ class _EachExtension:
                 out = extensions.run(ctx, dataclasses.replace(inputs, extensions=(b,)), deps)
             except EnvbuilderError as exc:
                 trial.step, trial.error = "extensions", exc.message
-                trial.findings, trial.patches = _findings(
-                    _since(ctx.log, mark) + "\n" + exc.message + "\n" + getattr(exc, "tail", ""), self.fixes
+                own_log = ctx.log.with_name(f"{ctx.log.stem}.{b.name}.log")  # a build of its own may log apart
+                text = (
+                    _since(ctx.log, mark)
+                    + "\n"
+                    + _since(own_log, 0)
+                    + "\n"
+                    + exc.message
+                    + "\n"
+                    + getattr(exc, "tail", "")
                 )
+                trial.findings, trial.patches = _findings(text, self.fixes)
                 ctx.note(f"{b.name}: did not build ({exc.message.splitlines()[0][:200]})")
                 continue
             (one,) = out["extensions"]
