@@ -544,3 +544,18 @@ def test_gated_assets_from_the_paths_the_code_opens(tmp_path):
     )  # the env var read as unset, said so
     (todo,) = todos  # a model file in a folder only running the code would tell: not guessed
     assert "generic_model.pkl (elsewhere.py:2)" in todo and "flame.is.tue.mpg.de" in todo
+
+
+def test_pyproject_dependencies_and_a_broken_one(tmp_path):
+    write(
+        tmp_path / "ok",
+        {
+            "pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.9"\ndependencies = [\n  "tqdm",\n  "numpy<2",\n]\n'
+        },
+    )
+    decl = declared.read(tmp_path / "ok", [], [], [])
+    assert [(d.text, d.where) for d in decl.items] == [("tqdm", "pyproject.toml:5"), ("numpy<2", "pyproject.toml:6")]
+    assert decl.python == [("requires-python >=3.9", "pyproject.toml:3")]
+    write(tmp_path / "bad", {"pyproject.toml": "[project\nname = \n"})
+    bad = declared.read(tmp_path / "bad", [], [], [])
+    assert bad.items == [] and bad.problems and "not valid TOML" in bad.problems[0]

@@ -154,13 +154,12 @@ def read_pyproject(out: Declarations, path: Path, root: Path) -> None:
     rel = path.relative_to(root).as_posix()
     try:
         import tomllib  # type: ignore[import-not-found, unused-ignore]  # Python >= 3.11
-    except ImportError:  # Python 3.10
-        out.problems.append(f"{rel}: not read (this Python has no tomllib; run envbuilder on Python >= 3.11)")
-        return
+    except ImportError:  # Python 3.10: the same parser, from PyPI (a dependency there)
+        import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         out.problems.append(f"{rel}: not valid TOML ({exc})")
         return
     out.files.append(rel)
