@@ -575,6 +575,8 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
 def new_result(result: Any) -> None:
     """What `envbuilder new` wrote and what it could not decide (result: envbuilder.new.command.Result)."""
     d = result.draft

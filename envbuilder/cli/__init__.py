@@ -30,7 +30,23 @@ from envbuilder.cli import (
 )
 from envbuilder.errors import EXIT_INTERRUPTED, EnvbuilderError
 
-GROUPS = (recipes, build, lock, bundle, cache, run, smoke, patch, assets, toolkit, matrix, inspect, doctor, diagnose, new)
+GROUPS = (
+    recipes,
+    build,
+    lock,
+    bundle,
+    cache,
+    run,
+    smoke,
+    patch,
+    assets,
+    toolkit,
+    matrix,
+    inspect,
+    doctor,
+    diagnose,
+    new,
+)
 # command -> how its older spellings become today's (nested verbs came later)
 REWRITES = {"assets": assets.rewrite, "patch": patch.rewrite, "bundle": bundle.rewrite}
 

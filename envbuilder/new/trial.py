@@ -34,7 +34,7 @@ class ExtensionTrial:
     probe: Any = None
     error: str | None = None
     step: str | None = None  # extensions (compile) | verify (SASS, import, probe)
-    findings: list[dict[str, str]] = field(default_factory=list)
+    findings: list[dict[str, object]] = field(default_factory=list)
     patches: list[str] = field(default_factory=list)  # envbuilder patches for what diagnose found
     log: str | None = None
 
@@ -61,7 +61,7 @@ class Trial:
     failed_step: str | None = None  # a step before the extensions failed (sources, venv, patches …)
     error: str | None = None
     hint: str | None = None
-    findings: list[dict[str, str]] = field(default_factory=list)
+    findings: list[dict[str, object]] = field(default_factory=list)
     log: str | None = None
 
     @property
@@ -95,7 +95,7 @@ def _patches_for(catalog: Catalog) -> dict[str, list[str]]:
     return out
 
 
-def _findings(text: str, fixes: dict[str, list[str]]) -> tuple[list[dict[str, str]], list[str]]:
+def _findings(text: str, fixes: dict[str, list[str]]) -> tuple[list[dict[str, object]], list[str]]:
     # gcc quotes names with U+2018/U+2019 under a UTF-8 locale; the catalogue's patterns use ASCII quotes
     found = diagnose.scan(text.replace("\u2018", "'").replace("\u2019", "'"))
     patches = [p for f in found for p in fixes.get(f.signature.id, [])]
