@@ -580,7 +580,11 @@ def _size(n: int) -> str:
 def new_result(result: Any) -> None:
     """What `envbuilder new` wrote and what it could not decide (result: envbuilder.new.command.Result)."""
     d = result.draft
-    out.print(f"[green]wrote[/] {escape(str(result.recipe_file))}" + (f" and {len(result.files) - 1} extension file(s)" if len(result.files) > 1 else "") + f" in {result.seconds:.1f} s")
+    out.print(
+        f"[green]wrote[/] {escape(str(result.recipe_file))}"
+        + (f" and {len(result.files) - 1} extension file(s)" if len(result.files) > 1 else "")
+        + f" in {result.seconds:.1f} s"
+    )
     source = d.source.get("git") or d.source.get("path")
     commit = f" @ {d.source['commit']}" if d.source.get("commit") else ""
     out.print(f"  source: {escape(str(source))}{commit}; python {d.python}; torch table: {', '.join(d.torch_packages)}")
@@ -601,9 +605,13 @@ def new_result(result: Any) -> None:
     else:
         out.print("  no CUDA/C++ extension found: plain Python plus torch")
     for p in d.patches:
-        out.print(f"  patch {p.name}: {', '.join(p.files) if p.files else '(its own files)'}  [dim]{escape(p.why[:100])}[/]")
+        out.print(
+            f"  patch {p.name}: {', '.join(p.files) if p.files else '(its own files)'}  [dim]{escape(p.why[:100])}[/]"
+        )
     changed = [r for r in d.requirements if r.why]
-    out.print(f"  requirements: {len(d.requirements)} ({len(changed)} with a reason), {len(d.dropped)} not carried over")
+    out.print(
+        f"  requirements: {len(d.requirements)} ({len(changed)} with a reason), {len(d.dropped)} not carried over"
+    )
     for a in d.assets:
         out.print(f"  gated asset {a.name}: {escape(a.path)} (register at {escape(a.register)})")
     if d.todos:
@@ -649,7 +657,11 @@ def new_trial(trial: Any) -> None:
         for f in e.findings:
             out.print(f"  {e.name}: [yellow]{f['id']}[/]: {escape(f['cause'])} fix: {escape(f['fix'])}")
         if e.patches:
-            out.print(f"  {e.name}: envbuilder's patch for it: {', '.join(e.patches)} (add it to the extension's patches:)")
+            out.print(
+                f"  {e.name}: envbuilder's patch for it: {', '.join(e.patches)} (add it to the extension's patches:)"
+            )
         if e.error and e.log:
             out.print(f"  {e.name}: log {escape(e.log)}")
-    out.print("[green]every extension built, holds SASS and imports[/]" if trial.ok else "[red]not every extension made it[/]")
+    out.print(
+        "[green]every extension built, holds SASS and imports[/]" if trial.ok else "[red]not every extension made it[/]"
+    )
