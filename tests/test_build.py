@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -64,12 +63,10 @@ def test_module_imports_in_the_env(canary_env):
 
 
 def test_second_build_does_no_work(canary_env):
-    started = time.monotonic()
     result = run_cli("build", "canary", "--arch", "12.0", "--prefix", str(canary_env), "--installer", "pip", "--json")
     assert result.returncode == 0, result.stderr
     status = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
     assert set(status.values()) == {"skipped", "checked"} and status["assets"] == "checked"
-    assert time.monotonic() - started < 30
 
 
 def test_rebuild_for_two_archs_recompiles_only_the_extension(canary_env):

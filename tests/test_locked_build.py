@@ -78,7 +78,9 @@ def test_a_lock_keeps_its_versions_and_checks_every_file(tmp_path, cuda, tools):
     with PyIndex(tmp_path / "torch") as torch_index, PyIndex(tmp_path / "pypi") as index:
         common, env = setup(tmp_path, torch_index, index)
         lock = tmp_path / "pylock.demo.toml"
-        made = run_cli("lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env)
+        made = run_cli(
+            "lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env
+        )
         assert made.returncode == 0, made.stderr
         assert read_lock(lock).pins["pkg"] == "1.0"
 
@@ -90,10 +92,14 @@ def test_a_lock_keeps_its_versions_and_checks_every_file(tmp_path, cuda, tools):
         locked = run_cli("build", "demo", *common, "--locked", str(lock), "--prefix", str(tmp_path / "a"), env=env)
         assert locked.returncode == 0, locked.stderr
         assert installed(tmp_path / "a") == {"pkg": "1.0", "torch": "2.11.0"}
-        check = run_cli("lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "--check", str(lock), env=env)
+        check = run_cli(
+            "lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "--check", str(lock), env=env
+        )
         assert check.returncode == 1 and check.stdout.strip().splitlines() == ["pkg: 1.0 -> 1.1"]
 
-        again = run_cli("build", "demo", *common, "--locked", str(lock), "--prefix", str(tmp_path / "a"), "--json", env=env)
+        again = run_cli(
+            "build", "demo", *common, "--locked", str(lock), "--prefix", str(tmp_path / "a"), "--json", env=env
+        )
         assert again.returncode == 0, again.stderr
         assert {s["status"] for s in json.loads(again.stdout)["steps"]} <= {"skipped", "checked"}
 
@@ -103,7 +109,9 @@ def test_a_lock_keeps_its_versions_and_checks_every_file(tmp_path, cuda, tools):
         assert broken.returncode == 1
         want = read_lock(lock).package("pkg").artifact.sha256
         message = " ".join(broken.stderr.split())  # rich wraps long lines
-        assert f"pkg: pkg-1.0-py3-none-any.whl does not match the lock: sha256 expected {want}, got " in message, message
+        assert f"pkg: pkg-1.0-py3-none-any.whl does not match the lock: sha256 expected {want}, got " in message, (
+            message
+        )
         assert not (tmp_path / "b" / "envbuilder.manifest.json").exists()
 
 
@@ -113,7 +121,9 @@ def test_pip_and_uv_install_one_lock_alike(tmp_path, cuda):
         index.publish("dep", "2.0")
         index.publish("pkg", "1.0", requires=["dep>=2"])
         lock = tmp_path / "pylock.demo.toml"
-        made = run_cli("lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env)
+        made = run_cli(
+            "lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env
+        )
         assert made.returncode == 0, made.stderr
         sets = []
         for installer in ("pip", "uv"):
@@ -130,7 +140,9 @@ def test_a_host_that_cannot_meet_the_lock_exits_2_and_writes_nothing(tmp_path, c
     with PyIndex(tmp_path / "torch") as torch_index, PyIndex(tmp_path / "pypi") as index:
         common, env = setup(tmp_path, torch_index, index)
         lock = tmp_path / "pylock.demo.toml"
-        made = run_cli("lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env)
+        made = run_cli(
+            "lock", "demo", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock), env=env
+        )
         assert made.returncode == 0, made.stderr
         text = lock.read_text().replace('cuda = "13.0"\ngcc-major', 'cuda = "12.8"\ngcc-major', 1)
         other = tmp_path / "pylock.other.toml"

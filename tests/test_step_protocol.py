@@ -105,7 +105,9 @@ def plans() -> Iterator[Any]:
         yield make_plan(recipe, host(gpus=(H100,)), Options(arch="9.0;12.0"))
         yield make_plan(recipe, host(), Options(arch="12.0", mirror=Path("/mirror"), smoke=False, stub_assets=True))
     canary = CATALOG.recipe("canary")
-    part = EnvbuilderPart(recipe="canary", recipe_sha256=canary.sha256, archs=("12.0",), toolchain=Toolchain(cuda="13.0"))
+    part = EnvbuilderPart(
+        recipe="canary", recipe_sha256=canary.sha256, archs=("12.0",), toolchain=Toolchain(cuda="13.0")
+    )
     lock = Lock((LOCKED,), envbuilder=part)
     yield make_plan(canary, host(), Options(lock=lock, lock_file=Path("/locks/pylock.canary.toml")))
 

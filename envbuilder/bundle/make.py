@@ -84,7 +84,7 @@ def make(
         extensions = _extensions(part.extensions, partial / "cache", note)
         _git(part, partial / "git", mirror, note)
         _data(recipe, partial / "data")
-        _tools(part.target, partial / "tools", note)
+        _tools(part.target, partial / "tools", note, compiles=any(v != "bundled" for v in extensions.values()))
         assets = _assets(recipe, partial / "assets")
         manifest = {
             "schema": SCHEMA,
@@ -241,15 +241,17 @@ def _data(recipe: Recipe, out: Path) -> None:
             )
 
 
-def _tools(target: Any, out: Path, note: Note) -> None:
-    """envbuilder's own pip and uv for the target, so the offline machine can install the lock."""
+def _tools(target: Any, out: Path, note: Note, *, compiles: bool) -> None:
+    """envbuilder's own pip and uv for the target, so the offline machine can install the lock;
+    and sccache where an extension will compile there (it is not carried: seen on the device,
+    PyTorch3D then compiled without a compile cache)."""
     from envbuilder import proc
     from envbuilder.lock.target import Target
-    from envbuilder.lock.tools import ensure_tools
+    from envbuilder.lock.tools import SCCACHE, ensure_tools
 
     tools = ensure_tools()
     out.mkdir()
-    wanted = [f"pip=={tools.pip_version}", f"uv=={tools.uv_version}"]
+    wanted = [f"pip=={tools.pip_version}", f"uv=={tools.uv_version}", *([SCCACHE] if compiles else [])]
     argv = [*tools.pip, "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(out)]
     if target is not None:
         t = Target(target.python, target.platform)

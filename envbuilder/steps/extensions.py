@@ -141,15 +141,20 @@ def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
     share = _shared_cache(ctx)
     jobs = [_job(ctx, inputs, deps, b, env, keyed) for b in inputs.extensions]
     rebuild = bool(os.environ.get(REBUILD_VAR))
-    cached = set() if rebuild else {id(j) for j in jobs if any(store.lookup(k, archs)[0] for k in j.candidates)}
-    how = schedule(int(inputs.build_env["MAX_JOBS"]), len(jobs) - len(cached), len(archs))
-    if len(cached) < len(jobs):
-        names = ", ".join(j.build.name for j in jobs if id(j) not in cached)
-        ctx.note(
-            f"{names}: not in the local cache; if nothing shares them, they compile {how.describe(len(jobs) - len(cached))}"
-        )
+    if rebuild:
+        ctx.note("--rebuild-extensions: compiling, whatever a cache holds")
+    else:  # caches first, so that the job budget is split among only the builds that compile
+        run_all(jobs, lambda job: _fetch(ctx, store, share, job, archs), FETCHES_AT_ONCE)
+    todo = [j for j in jobs if j.wheel is None]
+    how = schedule(int(inputs.build_env["MAX_JOBS"]), len(todo), len(archs))
+    if todo:
+        names = ", ".join(j.build.name for j in todo)
+        ctx.note(f"{names}: in no cache; compiling {how.describe(len(todo))}")
     with compilecache.Session(env, ctx.layout.prefix, ctx.note) as compiling:
-        run_all(jobs, lambda job: _obtain(ctx, tool, store, share, job, how, archs, compiling), how.concurrent)
+        run_all(todo, lambda job: _obtain(ctx, tool, store, job, how, archs, compiling, rebuild), how.concurrent)
+    if share is not None and os.environ.get(PUSH_VAR):
+        for job in todo:
+            _publish(ctx, share, store, job)
     built = [_install(ctx, tool, job) for job in jobs]
     return Outputs(extensions=built, cpath=extra_includes, build_env=inputs.build_env)
 
@@ -202,28 +207,37 @@ def _job(ctx: StepContext, inputs: Inputs, deps: Deps, b: Build, env: dict[str, 
     return _Job(b, source, build_env, key, key_data, matches, log, ref)
 
 
+FETCHES_AT_ONCE = 4  # downloads from a shared cache overlap; local lookups are instant anyway
+
+
+def _fetch(ctx: StepContext, store: WheelCache, share: Remote | None, job: _Job, archs: tuple[Arch, ...]) -> None:
+    """The job's wheel from the local cache, else the shared one (under the key's claim: a wheel
+    another build is compiling right now is waited for, not compiled twice)."""
+    with store.claim(job.key) as claim:
+        if claim.waited:
+            ctx.note(f"{job.build.name}: waited {claim.seconds:.0f} s for another build of key {job.key[:12]}")
+        if not _from_cache(ctx, store, job, archs) and share is not None:
+            _from_share(ctx, store, share, job, archs)
+
+
 def _obtain(
     ctx: StepContext,
     tool: Installer,
     store: WheelCache,
-    share: Remote | None,
     job: _Job,
     how: Schedule,
     archs: tuple[Arch, ...],
     compiling: compilecache.Session,
+    rebuild: bool,
 ) -> None:
-    """The job's wheel: the local cache, the shared cache, else a compile. Under the key's claim,
-    so two builds on one machine that need the same missing extension compile it once."""
+    """Compile the job's wheel, under the key's claim, so two builds on one machine that need the
+    same missing extension compile it once (the second finds it in the cache when the claim ends)."""
     with store.claim(job.key) as claim:
         if claim.waited:
             ctx.note(f"{job.build.name}: waited {claim.seconds:.0f} s for another build of key {job.key[:12]}")
-        if os.environ.get(REBUILD_VAR):
-            ctx.note(f"{job.build.name}: --rebuild-extensions: compiling, whatever a cache holds")
-        elif _from_cache(ctx, store, job, archs) or (share and _from_share(ctx, store, share, job, archs)):
+        if not rebuild and _from_cache(ctx, store, job, archs):  # compiled by another build meanwhile
             return
         _compile(ctx, tool, store, job, how, archs, compiling.variables())
-    if share is not None and os.environ.get(PUSH_VAR):
-        _publish(ctx, share, store, job)
 
 
 PUSH_VAR = "ENVBUILDER_CACHE_PUSH"  # set by build --cache REMOTE --push
