@@ -142,8 +142,8 @@ class Git:
         if not recurse:
             return []
         found = []
-        for path, sha in self._gitlinks(dest):
-            sub_url = self._submodule_url(dest, path)
+        for path, sha in self.gitlinks(dest):
+            sub_url = self.submodule_url(dest, path)
             if sub_url is None:
                 raise InputError(f"submodule {prefix}{path} of {url} has no URL in .gitmodules")
             sub_url = resolve_url(sub_url, url)
@@ -168,7 +168,7 @@ class Git:
             found += self.checkout(sub_repo, sub_url, sha, target, recurse=True, prefix=f"{prefix}{path}/")
         return found
 
-    def _gitlinks(self, tree: Path) -> list[tuple[str, str]]:
+    def gitlinks(self, tree: Path) -> list[tuple[str, str]]:
         out = proc.capture([*GIT, "-C", str(tree), "ls-tree", "-r", "-z", "HEAD"], timeout=120)
         links = []
         for entry in out.split("\0"):
@@ -177,7 +177,7 @@ class Git:
                 links.append((path, meta.split()[2]))
         return links
 
-    def _submodule_url(self, tree: Path, path: str) -> str | None:
+    def submodule_url(self, tree: Path, path: str) -> str | None:
         gitmodules = tree / ".gitmodules"
         if not gitmodules.is_file():
             return None

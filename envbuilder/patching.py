@@ -251,18 +251,25 @@ def _apply_cxx(text: str, patch: Patch, rel: str, target: str) -> str | None:
 def _apply_replace(text: str, patch: Patch, rel: str) -> str | None:
     assert patch.find is not None and patch.replace is not None
     expected = dict(patch.counts).get(rel, patch.count)
+    check = patch.check if patch.check is not None else (patch.replace if not patch.regex and patch.replace else None)
     if patch.regex:
         pattern = re.compile(patch.find, re.MULTILINE)
-        starts = [m.start() for m in pattern.finditer(text)]
+
+        # a match that already holds the check text is fixed upstream: torch.load(p, weights_only=False)
+        # must not become torch.load(p, weights_only=False, weights_only=False)
+        def fixed(m: re.Match[str]) -> bool:
+            return bool(patch.check) and str(patch.check) in m.group(0)
+
+        starts = [m.start() for m in pattern.finditer(text) if not fixed(m)]
     else:
         starts, at = [], text.find(patch.find)
         while at >= 0:
             starts.append(at)
             at = text.find(patch.find, at + max(1, len(patch.find)))
-    check = patch.check if patch.check is not None else (patch.replace if not patch.regex and patch.replace else None)
     if len(starts) == expected:
         if patch.regex:
-            return pattern.sub(patch.replace, text, count=expected)
+            replacement = patch.replace
+            return pattern.sub(lambda m: m.group(0) if fixed(m) else m.expand(replacement), text)
         return text.replace(patch.find, patch.replace, expected)
     if not starts and check and check in text:
         return None

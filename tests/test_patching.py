@@ -505,3 +505,15 @@ def test_scan_cli_on_the_fixtures():
     }
     assert data["proposals"]["cxx-standard"] == ["cxx14/setup.py"]
     assert run_cli("patch").returncode == 2
+
+
+def test_a_regex_match_fixed_upstream_is_left_alone(tmp_path):
+    """The shipped torch-load-trusted on a train.py where upstream already passes weights_only=False
+    on one call (CAP4D does): that call is kept as it is, the other one is patched."""
+    u = builtin("torch-load-trusted")
+    fixed_upstream = "a = torch.load(p, weights_only=False)\n"
+    root = tree(tmp_path, {"train.py": fixed_upstream})
+    assert patching.compute(root, [u], GCC13)[0].status == "already applied"
+    both = tree(tmp_path / "both", {"train.py": fixed_upstream + "b = torch.load(q)\n"})
+    patching.apply(both, [u], GCC13)
+    assert (both / "train.py").read_text() == fixed_upstream + "b = torch.load(q, weights_only=False)\n"

@@ -195,11 +195,11 @@ class Reader:
 
     def submodules(self, tree: Tree, dest: Path, url: str, prefix: str = "") -> None:
         listed = self._listed(dest)
-        links = self.git._gitlinks(dest)
+        links = self.git.gitlinks(dest)
         linked = {p for p, _ in links}
         tree.listed_only += [f"{prefix}{p}" for p in listed if p not in linked]
         for path, sha in links:
-            sub_url = self.git._submodule_url(dest, path)
+            sub_url = self.git.submodule_url(dest, path)
             full_path = f"{prefix}{path}"
             if sub_url is None:
                 tree.submodules.append(
