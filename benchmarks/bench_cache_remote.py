@@ -15,7 +15,7 @@ it with the cache status it reports. Goal (issue 15): PyTorch3D from the registr
 (its compile: 36 minutes on 2 cores), transfer aside.
 
 Usage: python benchmarks/bench_cache_remote.py RECIPE [--extension NAME] [--arch 12.0] [--installer uv|pip]
-       [--remote oci://…|file://…] [--recipes DIR] [--json] [--keep]
+       [--remote oci://…|file://…] [--recipes DIR] [--mirror DIR] [--json] [--keep]
 e.g.   python benchmarks/bench_cache_remote.py cap4d --extension pytorch3d --arch 12.0
 Without apt on the machine, point ENVBUILDER_TEST_REGISTRY at a docker-registry binary unpacked
 from the .deb (tests/registry.py says how).
@@ -52,7 +52,8 @@ def step_seconds(report: dict, name: str) -> float:
 
 
 def lock_extensions(prefix: Path) -> list[dict]:
-    return json.loads((prefix / "envbuilder.lock.json").read_text())["extensions"]
+    manifest = prefix / "envbuilder.manifest.json"
+    return json.loads(manifest.read_text())["extensions"]
 
 
 def build_takes_cache(env: dict[str, str]) -> bool:
@@ -72,6 +73,7 @@ def main() -> int:
     parser.add_argument(
         "--recipes", action="append", default=[], metavar="DIR", help="extra recipe folder (repeatable)"
     )
+    parser.add_argument("--mirror", metavar="DIR", help="local git mirrors to clone from (a machine without GitHub)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
@@ -101,6 +103,7 @@ def main() -> int:
 
         common = ["--arch", args.arch, "--installer", args.installer, "--no-smoke"]
         common += [f"--recipes={d}" for d in args.recipes]
+        common += [f"--mirror={args.mirror}"] if args.mirror else []
         one, two = scratch / "m1" / "env", scratch / "m2" / "env"
 
         cold_total, cold = cli("build", args.recipe, *common, "--prefix", str(one), env=machine(1))
