@@ -264,19 +264,10 @@ class Analysis:
         )
         if not title:
             self.draft.todo("summary: no README title found; write one line about the method")
-        for path in sorted(self.root.iterdir()):
-            if path.is_file() and LICENSE_RE.match(path.name):
-                first = next(
-                    (
-                        ln.strip()
-                        for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                        if ln.strip()
-                    ),
-                    "",
-                )
-                first = re.sub(r"^#+\s*", "", first)[:120]
-                self.draft.license = f"{first} ({path.name})" if first else f"see {path.name}"
-                break
+        found = _license_line(self.root, 120)
+        if found:
+            first, name = found
+            self.draft.license = f"{first} ({name})" if first else f"see {name}"
         if self.draft.license is None:
             self.draft.todo(
                 "license: no LICENSE file in the tree; find the method's terms (README?) and fill in license"
@@ -465,19 +456,8 @@ class Analysis:
             return False
 
     def _license_of(self, directory: Path) -> str | None:
-        for path in sorted(directory.iterdir()):
-            if path.is_file() and LICENSE_RE.match(path.name):
-                first = next(
-                    (
-                        ln.strip()
-                        for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                        if ln.strip()
-                    ),
-                    "",
-                )
-                first = re.sub(r"^#+\s*", "", first)[:100]
-                return f"{first} ({path.name}), fetched from upstream"
-        return None
+        found = _license_line(directory, 100)
+        return f"{found[0]} ({found[1]}), fetched from upstream" if found else None
 
     def _build_requires(self, s: setup_py.SetupPy) -> list[str]:
         out = ["setuptools", "wheel", "ninja"]
@@ -980,3 +960,13 @@ def analyse(
     finally:
         for slot in scratch.glob("ext-*"):
             shutil.rmtree(slot, ignore_errors=True)
+
+
+def _license_line(directory: Path, width: int) -> tuple[str, str] | None:
+    """The first non-empty line of the folder's licence file (heading marks dropped), and its name."""
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and LICENSE_RE.match(path.name):
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            first = next((ln.strip() for ln in lines if ln.strip()), "")
+            return re.sub(r"^#+\s*", "", first)[:width], path.name
+    return None
