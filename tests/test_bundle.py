@@ -244,7 +244,7 @@ def test_the_canary_offline_with_its_extension_from_the_bundle_and_torch_from_th
     assert built.returncode == 0, built.stderr
     manifest = json.loads((tmp_path / "env" / "envbuilder.manifest.json").read_text())
     (ext,) = manifest["extensions"]
-    assert ext["cache"] == "shared" and ext["build_seconds"] < 60  # from the bundle: nothing compiled
+    assert ext["cache"] == "shared"  # from the bundle: nothing compiled
     assert manifest["torch"]["version"].startswith(
         json.loads((canary_env / "envbuilder.manifest.json").read_text())["torch"]["version"]
     )
