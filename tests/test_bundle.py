@@ -211,6 +211,14 @@ def test_split_parts_join_and_a_missing_part_is_named(tmp_path, cuda, tools):
 def test_the_canary_offline_with_its_extension_from_the_bundle_and_torch_from_the_base(canary_env, tmp_path, offline):
     """The session's canary env stands for a base with torch (the GPU machine's /opt/torch)."""
     cache = {"ENVBUILDER_CACHE": str(canary_env.parent.parent / "cache")}  # where its wheel was cached
+    # test_build rebuilds the session env for "9.0;12.0" into the session's default cache: bring
+    # it back to the fixture's "--arch 12.0" (its wheel comes from the fixture's cache, nothing
+    # compiles), so that the env's extension wheel is in the cache this bundle reads.
+    again = run_cli(
+        "build", "canary", "--arch", "12.0", "--prefix", str(canary_env), "--installer", "pip", "--json", env=cache
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads((canary_env / "envbuilder.manifest.json").read_text())["archs"] == ["12.0"]
     out = tmp_path / "canary-bundle"
     made = run_cli(
         "bundle",

@@ -11,6 +11,8 @@ Writers:
   cap4d-mmdm         CAP4D's MMDM (cap4d/inference/utils.py:45-61 instantiates config.model from
                      data/weights/mmdm/config_dump.yaml and loads the newest checkpoints/*.ckpt)
   torchvision-vgg16  torchvision's VGG16 ImageNet weights (vgg16-397923af.pth in torch's hub)
+  torchvision-alexnet  torchvision's AlexNet ImageNet weights (alexnet-owt-7be5be79.pth), which
+                     lpips.LPIPS(net="alex") loads through torchvision on first use
   lpips-vgg          LPIPS v0.1 linear layers for VGG (lin0..lin4.model.1.weight, 1 x C x 1 x 1)
 
 Usage: python standin_weights.py WRITER DEST [--src ROOT]; prints one JSON line.
@@ -45,6 +47,12 @@ def torchvision_vgg16(src):
     return torchvision.models.vgg16(weights=None).state_dict()
 
 
+def torchvision_alexnet(src):
+    import torchvision
+
+    return torchvision.models.alexnet(weights=None).state_dict()
+
+
 def lpips_vgg(src):
     import torch
 
@@ -56,7 +64,12 @@ def lpips_vgg(src):
     return state
 
 
-WRITERS = {"cap4d-mmdm": cap4d_mmdm, "torchvision-vgg16": torchvision_vgg16, "lpips-vgg": lpips_vgg}
+WRITERS = {
+    "cap4d-mmdm": cap4d_mmdm,
+    "torchvision-vgg16": torchvision_vgg16,
+    "torchvision-alexnet": torchvision_alexnet,
+    "lpips-vgg": lpips_vgg,
+}
 
 
 def main():

@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--arch", help='GPU arch(s) the lock is for: 12.0, "9.0;12.0". Default: the GPUs present')
     p.add_argument("--cuda", help="CUDA version the lock is for (12.8, 13.0); need not be installed here")
     p.add_argument("--python", help="Python version the lock is for (3.12). Default: as `plan` picks it")
-    p.add_argument("--platform", help="target platform, as uv names it. Default: this machine's (its glibc: x86_64-manylinux_2_36 on Debian 12)")
+    p.add_argument(
+        "--platform",
+        help="target platform, as uv names it. Default: this machine's (its glibc: x86_64-manylinux_2_36 on Debian 12)",
+    )
     p.add_argument(
         "--torch",
         metavar="VERSION",

@@ -174,7 +174,7 @@ ASSET_KINDS = (
 )
 # stand-in writers for checkpoints that are built from code, not from a file layout
 # (envbuilder/assets/standin_weights.py): what an asset's `stand_in:` may name
-STAND_IN_WRITERS = ("cap4d-mmdm", "torchvision-vgg16", "lpips-vgg")
+STAND_IN_WRITERS = ("cap4d-mmdm", "torchvision-vgg16", "torchvision-alexnet", "lpips-vgg")
 
 
 @dataclass(frozen=True, kw_only=True)
