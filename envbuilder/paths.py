@@ -25,14 +25,14 @@ def builtin_data_root() -> Path:
 
 def home() -> Path:
     if os.environ.get("ENVBUILDER_HOME"):
-        return Path(os.environ["ENVBUILDER_HOME"]).expanduser()
+        return Path(os.environ["ENVBUILDER_HOME"]).expanduser().absolute()  # a relative one means here
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "envbuilder"
 
 
 def cache_dir() -> Path:
     if os.environ.get("ENVBUILDER_CACHE"):
-        return Path(os.environ["ENVBUILDER_CACHE"]).expanduser()
+        return Path(os.environ["ENVBUILDER_CACHE"]).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "envbuilder"
 

@@ -151,3 +151,18 @@ def test_a_host_that_cannot_meet_the_lock_exits_2_and_writes_nothing(tmp_path, c
         assert result.returncode == 2
         assert "CUDA" in result.stderr and "12.8" in result.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_relative_cache_home_and_prefix_mean_the_current_directory(tmp_path, cuda, tools):
+    """ENVBUILDER_CACHE=cache (as nox's session.create_tmp() gives it): the installers read the
+    lock envbuilder writes in a temp dir, and resolve a relative path against that folder."""
+    with PyIndex(tmp_path / "torch") as torch_index, PyIndex(tmp_path / "pypi") as index:
+        common, env = setup(tmp_path, torch_index, index)
+        empty_cache(tmp_path, tools)
+        relative = {**env, "ENVBUILDER_CACHE": "empty-cache", "ENVBUILDER_HOME": "home"}
+        for installer in ("pip", "uv"):
+            args = ["--prefix", f"env-{installer}", "--installer", installer]
+            done = run_cli("build", "demo", *common, *args, env=relative, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            assert installed(tmp_path / f"env-{installer}") == {"pkg": "1.0", "torch": "2.11.0"}
+        assert list((tmp_path / "empty-cache" / "downloads").rglob("pkg-1.0-py3-none-any.whl"))

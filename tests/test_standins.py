@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -231,21 +232,75 @@ def test_an_unknown_stand_in_writer_is_refused(tmp_path):
     assert result.returncode == 2 and "unknown stand-in writer 'sdxl'" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def method_python(canary_env: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A Python with torch, as a method's env has: the session's canary env, with torchvision
+    (built for that torch), and the Pillow and numpy it imports, installed beside it in a folder
+    of its own, so the env stays as built."""
+    python = canary_env / "venv" / "bin" / "python"
+    torch_version = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.__version__.split('+')[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # the torchvision release built for each torch (pytorch/vision README, "Installation")
+    vision = {"2.14.1": "0.29.1", "2.13.0": "0.28.0", "2.9.1": "0.24.1"}.get(torch_version)
+    extra = tmp_path_factory.mktemp("torchvision")
+    env = {**os.environ, "PYTHONPATH": str(extra)}
+    if vision:
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(extra),
+                f"torchvision=={vision}",
+                "pillow",
+                "numpy",
+            ],
+            capture_output=True,
+            timeout=600,
+        )
+    return python, env
+
+
+LOAD = """import json, sys, torch
+state = torch.load(sys.argv[1], weights_only=True)
+print(json.dumps({"marked": "envbuilder_stand_in" in state._metadata, "shapes": [list(v.shape) for v in state.values()]}))
+"""
+
+
+@pytest.mark.build
 @pytest.mark.parametrize("writer", ["lpips-vgg", "torchvision-vgg16", "torchvision-alexnet"])
-def test_the_weight_writers_save_a_marked_state_dict(tmp_path, writer):
-    pytest.importorskip("torch", reason="the stand-in weight writers run in the method's env, which has torch")
+def test_the_weight_writers_save_a_marked_state_dict(tmp_path, writer, method_python):
+    python, env = method_python
     if writer.startswith("torchvision-"):
-        pytest.importorskip("torchvision", reason="torchvision builds the VGG16 stand-in")
+        found = subprocess.run([str(python), "-c", "import torchvision"], env=env, capture_output=True)
+        if found.returncode != 0:
+            why = (found.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            pytest.skip(f"no torchvision for the canary env's torch could be installed beside it: {why}")
     dest = tmp_path / "hub" / "w.pth"
     script = Path(assets.__file__).with_name("standin_weights.py")
-    proc = subprocess.run([sys.executable, str(script), writer, str(dest)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(python), str(script), writer, str(dest)], capture_output=True, text=True, timeout=600, env=env
+    )
     assert proc.returncode == 0, proc.stderr
-    import torch as real_torch
-
-    state = real_torch.load(dest, weights_only=True)
-    assert validators.STAND_IN_KEY in state._metadata
-    if writer == "lpips-vgg":
-        assert [tuple(v.shape) for v in state.values()] == [(1, c, 1, 1) for c in (64, 128, 256, 512, 512)]
+    loaded = subprocess.run(
+        [str(python), "-c", LOAD, str(dest)], capture_output=True, text=True, timeout=600, env=env, check=True
+    )
+    facts = json.loads(loaded.stdout)
+    assert facts["marked"]
+    expected = {
+        "lpips-vgg": [[1, c, 1, 1] for c in (64, 128, 256, 512, 512)],
+        "torchvision-alexnet": [[64, 3, 11, 11], [64]],  # the first conv, as the ImageNet file has it
+        "torchvision-vgg16": [[64, 3, 3, 3], [64]],
+    }[writer]
+    assert facts["shapes"][: len(expected)] == expected
     catalog = Catalog.default()
     asset = next(a for name in catalog.recipe_files() for a in catalog.recipe(name).assets if a.stand_in == writer)
     assert validators.validate(dest, asset).facts.get("stand_in") is True

@@ -109,7 +109,10 @@ def _has_build_tools(lock: Lock, python: Path) -> bool:
 
 
 def _pointing_at(lock: Lock, files: dict[str, Path]) -> Lock:
-    packages = tuple(replace(p, artifact=replace(p.artifact, path=str(files[p.name]))) for p in lock.packages)
+    # absolute: the installers resolve a relative path against the lock file's own folder (a temp dir)
+    packages = tuple(
+        replace(p, artifact=replace(p.artifact, path=str(files[p.name].absolute()))) for p in lock.packages
+    )
     # envbuilder's own part is not needed by the installer; keep the file minimal
     return replace(lock, packages=packages, envbuilder=None)
 
