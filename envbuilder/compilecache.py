@@ -19,8 +19,11 @@ the way a lab shares compile work across machines: set its variables, they pass 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from envbuilder import proc
 from envbuilder.errors import EnvbuilderError, InputError
+from envbuilder.fsutil import write_json
 from envbuilder.paths import cache_dir
 
 VAR = "ENVBUILDER_COMPILE_CACHE"
@@ -107,13 +111,54 @@ def _sccache(env: dict[str, str], prefix: Path, note: Callable[[str], None]) -> 
         ready.pop("TORCH_NO_COMPILER_WRAPPER", None)
         proc.capture([str(exe), "--start-server"], env=ready, timeout=60)
         try:
-            yield ready
+            problem = _cannot_wrap_nvcc(exe, ready)
+            if problem:
+                note(f"warning: sccache cannot wrap this nvcc ({problem}); compiling without a compile cache")
+                yield {**env, "TORCH_NO_COMPILER_WRAPPER": "1"}
+            else:
+                yield ready
         finally:
             with contextlib.suppress(EnvbuilderError):
                 stats = proc.capture([str(exe), "--show-stats"], env=ready, timeout=60)
                 note("sccache: " + "; ".join(_summary(stats)))
             with contextlib.suppress(EnvbuilderError):
                 proc.capture([str(exe), "--stop-server"], env=ready, timeout=60)
+
+
+PROBE_CU = "__global__ void envbuilder_probe(float* x) { x[0] = 1.0f; }\n"
+
+
+def _cannot_wrap_nvcc(exe: Path, env: dict[str, str]) -> str | None:
+    """None when sccache compiles a kernel with this build's nvcc; else the first error line.
+    sccache runs nvcc's steps itself (from `nvcc --dryrun`), and some toolkits break that: with
+    NVIDIA's CUDA 13.5 wheels, fatbinary cannot open the .cubin that ptxas wrote (seen here). A
+    plain nvcc that fails too is the build's own problem: the build then shows it. The verdict is
+    remembered per nvcc and sccache, so the probe runs once."""
+    cuda_home = env.get("CUDA_HOME")
+    nvcc = Path(cuda_home) / "bin" / "nvcc" if cuda_home else None
+    if nvcc is None or not nvcc.is_file():
+        return None
+    sms = [a.split("+")[0].replace(".", "") for a in env.get("TORCH_CUDA_ARCH_LIST", "").replace(";", " ").split()]
+    sm = next((a for a in sms if a.isdigit()), "90")
+    facts = f"{nvcc.resolve()}|{nvcc.stat().st_size}|{nvcc.stat().st_mtime_ns}|{exe.resolve()}|{sm}"
+    memo = cache_dir() / "sccache" / "probes" / (hashlib.sha256(facts.encode()).hexdigest()[:24] + ".json")
+    if memo.is_file():
+        return json.loads(memo.read_text()).get("problem")
+    argv = [str(nvcc), "-c", "probe.cu", "-o", "probe.o", f"-gencode=arch=compute_{sm},code=sm_{sm}"]
+    with tempfile.TemporaryDirectory(prefix="envbuilder-sccache-probe-") as tmp:
+        (Path(tmp) / "probe.cu").write_text(PROBE_CU)
+        run = {"cwd": tmp, "env": env, "capture_output": True, "text": True, "timeout": 300}
+        wrapped = subprocess.run([str(exe), *argv], **run)
+        problem = None
+        if wrapped.returncode != 0 or not (Path(tmp) / "probe.o").is_file():
+            (Path(tmp) / "probe.o").unlink(missing_ok=True)
+            plain = subprocess.run(argv, **run)
+            if plain.returncode == 0:
+                lines = [line.strip() for line in (wrapped.stderr + wrapped.stdout).splitlines() if line.strip()]
+                problem = lines[0] if lines else f"exit {wrapped.returncode}, no object written"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_json(memo, {"nvcc": str(nvcc), "sm": sm, "problem": problem})
+    return problem
 
 
 def _has_ccache(directory: str) -> bool:
