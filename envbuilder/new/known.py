@@ -76,7 +76,7 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
                 allows=("sh_objs",),
             ),
         ),
-        source="envbuilder/probes/probe_rasterizer.py (what it passes); graphdeco-inria, ashawkey, ingra14m, "
+        source="envbuilder/probes/probe_rasterizer.py (what it passes); the 3DGS reference rasterizer and the ashawkey, ingra14m, "
         "joungbinlee forks and Disco4D's copy share this interface (research/upstream.md §0)",
     ),
     Fingerprint(
