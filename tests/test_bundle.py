@@ -189,7 +189,10 @@ def test_split_parts_join_and_a_missing_part_is_named(tmp_path, cuda, tools):
             run_cli("lock", *common, "--no-pip-config", "--default-index", index.url, "-o", str(lock)).returncode == 0
         )
         out = tmp_path / "b" / "demo"
-        done = run_cli("bundle", *common[:3], "--locked", str(lock), "--output", str(out), "--split", "100K", "--json")
+        # relative paths, as a user types them (the bundle's cache is a file:// remote, which must be absolute)
+        done = run_cli(
+            "bundle", *common[:3], "--locked", lock.name, "--output", "b/demo", "--split", "100K", "--json", cwd=tmp_path
+        )
         assert done.returncode == 0, done.stderr
     index_file = Path(json.loads(done.stdout)["parts"])
     parts = json.loads(index_file.read_text())["parts"]
@@ -202,7 +205,7 @@ def test_split_parts_join_and_a_missing_part_is_named(tmp_path, cuda, tools):
     missing = run_cli("bundle", "join", str(moved / index_file.name), "--output", str(tmp_path / "j1"))
     assert missing.returncode == 2 and parts[1]["file"] in missing.stderr
     shutil.copy(index_file.parent / parts[1]["file"], moved / parts[1]["file"])
-    joined = run_cli("bundle", "join", str(moved / index_file.name), "--output", str(tmp_path / "j2"))
+    joined = run_cli("bundle", "join", f"moved/{index_file.name}", "--output", "j2", cwd=tmp_path)
     assert joined.returncode == 0, joined.stderr
     assert (tmp_path / "j2" / "demo" / "SHA256SUMS").read_text() == (out / "SHA256SUMS").read_text()
 

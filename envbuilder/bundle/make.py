@@ -54,6 +54,7 @@ def make(
     mirror: Path | None = None,
     note: Note = lambda _t: None,
 ) -> Made:
+    output = output.absolute()  # its cache is a file:// remote, which needs an absolute path
     part = lock.envbuilder
     if part is None:
         raise InputError("the lock has no [tool.envbuilder] part: bundle a lock envbuilder made")
