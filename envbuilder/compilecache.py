@@ -143,16 +143,20 @@ def _cannot_wrap_nvcc(exe: Path, env: dict[str, str]) -> str | None:
     facts = f"{nvcc.resolve()}|{nvcc.stat().st_size}|{nvcc.stat().st_mtime_ns}|{exe.resolve()}|{sm}"
     memo = cache_dir() / "sccache" / "probes" / (hashlib.sha256(facts.encode()).hexdigest()[:24] + ".json")
     if memo.is_file():
-        return json.loads(memo.read_text()).get("problem")
+        known: str | None = json.loads(memo.read_text()).get("problem")
+        return known
     argv = [str(nvcc), "-c", "probe.cu", "-o", "probe.o", f"-gencode=arch=compute_{sm},code=sm_{sm}"]
     with tempfile.TemporaryDirectory(prefix="envbuilder-sccache-probe-") as tmp:
         (Path(tmp) / "probe.cu").write_text(PROBE_CU)
-        run = {"cwd": tmp, "env": env, "capture_output": True, "text": True, "timeout": 300}
-        wrapped = subprocess.run([str(exe), *argv], **run)
+
+        def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+
+        wrapped = run([str(exe), *argv])
         problem = None
         if wrapped.returncode != 0 or not (Path(tmp) / "probe.o").is_file():
             (Path(tmp) / "probe.o").unlink(missing_ok=True)
-            plain = subprocess.run(argv, **run)
+            plain = run(argv)
             if plain.returncode == 0:
                 lines = [line.strip() for line in (wrapped.stderr + wrapped.stdout).splitlines() if line.strip()]
                 problem = lines[0] if lines else f"exit {wrapped.returncode}, no object written"

@@ -73,6 +73,7 @@ class Resolved:
     gpus: tuple[str, ...]  # names of this host's GPUs
     provenance: dict[str, str]
     warnings: tuple[str, ...] = ()
+    sdist_env: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # normalized name -> its build's variables
 
     @property
     def torch_cuda_arch_list(self) -> str:
@@ -118,6 +119,7 @@ def resolve(recipe: Recipe, host: HostFacts, options: Options) -> Resolved:
         torch_requirements=(f"torch{torch_spec}", *(f"{n}{s}" for n, s in variant.packages if n != "torch")),
         requirements=tuple(dict.fromkeys(requirements)),
         no_build_isolation=tuple(r.text for r in chosen if r.no_build_isolation),
+        sdist_env=tuple((_requirement_name(r.text), r.sdist_env) for r in chosen if r.sdist_env),
         extensions=extensions,
         jobs=jobs,
         installer=_installer(options, host, prov),
@@ -423,3 +425,10 @@ def _torch_constraint(variant: TorchVariant, archs: tuple[Arch, ...]) -> str:
     if releases and all(v >= minimum for v in releases):
         return str(spec)
     return str(SpecifierSet(f"{spec},>={minimum}" if str(spec) else f">={minimum}"))
+
+
+def _requirement_name(text: str) -> str:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(Requirement(text).name)

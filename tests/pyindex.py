@@ -127,14 +127,16 @@ def build_sdist(out: Path, name: str, version: str, *, requires: list[str] = (),
     return path
 
 
-def build_setup_py_sdist(out: Path, name: str, version: str) -> Path:
+def build_setup_py_sdist(out: Path, name: str, version: str, *, before_setup: str = "") -> Path:
     """An sdist with only a setup.py (python-speech-features 0.6 is one): building it needs
-    setuptools, which an isolated build fetches from the index."""
+    setuptools, which an isolated build fetches from the index. `before_setup` is code its
+    setup.py runs first (a check of what the build finds, as pysdf's find_eigen)."""
     dist = _dist(name)
     root = f"{dist}-{version}"
+    setup = f"{before_setup}\nfrom setuptools import setup\nsetup(name={name!r}, version={version!r}, py_modules=[{dist!r}])\n"
     files = {
         f"{root}/PKG-INFO": metadata(name, version).encode(),
-        f"{root}/setup.py": f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, py_modules=[{dist!r}])\n".encode(),
+        f"{root}/setup.py": setup.encode(),
         f"{root}/{dist}.py": f"__version__ = {version!r}\n".encode(),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,7 @@ def sample_lock() -> Lock:
         archs=("9.0", "12.0"),
         torch=TorchExpectation("2.9.1+cu128", cuda="12.8", variant="cu128", packages={"torchvision": "0.24.1+cu128"}),
         no_build_isolation=("chumpy",),
+        sdist_env={"chumpy": {"CPLUS_INCLUDE_PATH": "{site}/cmeel.prefix/include/eigen3"}},
         resolution=Resolution(resolver_version="0.13.9", indexes=("https://pypi.org/simple",), requirements=("x",)),
         source=Source(
             git="https://github.com/o/r",

@@ -15,7 +15,7 @@ from pyindex import PyIndex, build_setup_py_sdist
 
 from envbuilder.lock.diff import diff_locks
 from envbuilder.lock.download import DownloadCache
-from envbuilder.lock.errors import ArtifactMismatch, FreezeError, ResolutionFailed
+from envbuilder.lock.errors import ArtifactMismatch, FreezeError, InstallFailed, ResolutionFailed
 from envbuilder.lock.freeze import INSTALLED_LOCK, freeze_env, lock_from_pip_report, record_installed
 from envbuilder.lock.indexes import IndexConfig
 from envbuilder.lock.install import install_lock, installed_packages, run_installer
@@ -151,6 +151,50 @@ def test_sdist_builds_against_the_setuptools_the_env_has(index, tools, tmp_path,
     install_lock(lock, python, installer=installer, tools=tools, indexes=IndexConfig(default=index.url))
     assert installed_packages(python)["speechlib"] == "0.6"
     assert not [r for r in index.requests if "/simple/setuptools" in r]  # nothing was looked up for the build
+
+
+NEEDS_HEADERS = """
+import os, sys
+found = os.environ.get("HDRS_DIR", "")
+if not os.path.isfile(os.path.join(found, "__init__.py")):
+    sys.exit(f"needshdrs: no headers at HDRS_DIR={found!r}")  # as g++ says 'Eigen/Core: No such file'
+"""
+
+
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_an_sdist_builds_with_its_sdist_env_after_the_wheel_it_points_at(index, tools, tmp_path, installer):
+    """pysdf finds Eigen only through CPLUS_INCLUDE_PATH, at cmeel-eigen's headers in the env: the
+    lock's sdist-env is set, with {site} the env's site-packages, and the sdist builds after the
+    wheel that holds them. Without the variable the same install fails."""
+    index.publish("hdrs", "1.0")  # site-packages/hdrs/ stands for cmeel.prefix/include/eigen3
+    sdist = build_setup_py_sdist(tmp_path / "files", "needshdrs", "0.1", before_setup=NEEDS_HEADERS)
+    index.add_file(sdist, "needshdrs")
+    artifact = Artifact(
+        kind="sdist", filename=sdist.name, sha256=sha(sdist), size=sdist.stat().st_size, url=index.file_url(sdist.name)
+    )
+    hdrs = lock_of(index, tools, "hdrs").package("hdrs")
+    packages = (LockedPackage("needshdrs", "0.1", artifact, index=index.url), hdrs)
+    with_env = EnvbuilderPart(sdist_env={"needshdrs": {"HDRS_DIR": "{site}/hdrs"}})
+    python = venv(tmp_path / "env")
+    subprocess.run([*tools.pip, "--python", str(python), "install", "-q", "setuptools", "wheel"], check=True)
+    plain = venv(tmp_path / "plain")
+    subprocess.run([*tools.pip, "--python", str(plain), "install", "-q", "setuptools", "wheel"], check=True)
+    with pytest.raises(InstallFailed) as caught:
+        install_lock(Lock(packages), plain, installer=installer, tools=tools, indexes=IndexConfig(default=index.url))
+    assert "needshdrs" in caught.value.message + (caught.value.tail or "")
+    notes: list[str] = []
+    lock = Lock(packages, envbuilder=with_env)
+    install_lock(
+        lock, python, installer=installer, tools=tools, indexes=IndexConfig(default=index.url), on_note=notes.append
+    )
+    assert installed_packages(python)["needshdrs"] == "0.1"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert f"building with HDRS_DIR={site}/hdrs" in notes
 
 
 def test_unsatisfiable_requirement_is_our_error(index, tools):

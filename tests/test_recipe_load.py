@@ -79,6 +79,11 @@ def test_good_recipe_loads(tmp_path):
     assert len(recipe.sha256) == 64
 
 
+def test_sdist_env_is_read_with_its_site_placeholder(tmp_path):
+    text = GOOD.replace("    why: reads point clouds", "    sdist_env: {CPLUS_INCLUDE_PATH: '{site}/eigen3'}")
+    assert load(tmp_path, text).requirements[1].sdist_env == (("CPLUS_INCLUDE_PATH", "{site}/eigen3"),)
+
+
 def test_builtin_recipes_all_load():
     c = Catalog.default()
     names = c.recipe_files()
@@ -103,6 +108,9 @@ def test_builtin_recipes_all_load():
         ("name: demo", "name: other", 1, "does not match the file name"),
         ("summary: a demo recipe", "summary: [a, list]", 2, "expected a string"),
         ("extensions:\n  - use: knn\n    path: submodules/knn\n", "extensions: knn\n", 15, "expected a list"),
+        ("    why: reads point clouds", "    sdist_env: {INC: '{prefix}/include'}", 14, "unknown placeholder(s) prefix"),
+        ("    why: reads point clouds", "    sdist_env: {INC: '{site'}", 14, "sdist_env INC"),
+        ("    why: reads point clouds", "    sdist_env: {1INC: x}", 14, "not an environment variable name"),
     ],
 )
 def test_bad_recipes_name_file_line_and_key(tmp_path, replace, by, line, needle):

@@ -97,6 +97,7 @@ def freeze_env(prefix: Path, *, python: Path | None = None) -> Lock:
             target=lock.envbuilder.target,
             resolution=lock.envbuilder.resolution,
             no_build_isolation=lock.envbuilder.no_build_isolation,
+            sdist_env=lock.envbuilder.sdist_env,
         )
     return replace(lock, envbuilder=part)
 

@@ -20,9 +20,10 @@ isolated build of an sdist can fetch its build backend (PEP 751 does not lock bu
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def install_lock(
     files = verify_files(lock, lock_dir=lock_dir, cache=cache)
     note(f"verified {len(files)} files (sha256 and size)")
     late = set(lock.envbuilder.no_build_isolation) if lock.envbuilder else set()
+    sdist_env = dict(lock.envbuilder.sdist_env) if lock.envbuilder else {}
+    # an sdist whose build needs variables goes last, after what they point at (a headers wheel)
+    late |= {p.name for p in lock.packages if p.name in sdist_env and p.artifact.kind == "sdist"}
     if _has_build_tools(lock, python):
         # every sdist builds against the env's setuptools (locked, or the base's at the locked
         # version): no build isolation, so nothing is fetched for it (offline machines)
@@ -95,8 +99,31 @@ def install_lock(
                 f"{installer}: installing {len(part.packages)} packages"
                 + (" without build isolation" if options else "")
             )
-            run_installer(installer, tools, python, lockfile, options=options, indexes=indexes, log=log)
+            extra = _sdist_variables(part, sdist_env, python) if options else {}
+            for name, value in extra.items():
+                note(f"building with {name}={value}")
+            run_installer(
+                installer, tools, python, lockfile, options=options, indexes=indexes, log=log, extra_env=extra
+            )
     return Installed(installer, installed_packages(python))
+
+
+def _sdist_variables(lock: Lock, sdist_env: dict[str, Mapping[str, str]], python: Path) -> dict[str, str]:
+    """The recipe's sdist_env of the sdists in `lock`, with {site} the env's site-packages. Two
+    sdists that set one variable get both values, joined as a search path."""
+    wanted = [sdist_env[p.name] for p in lock.packages if p.name in sdist_env and p.artifact.kind == "sdist"]
+    if not wanted:
+        return {}
+    site = proc.capture([str(python), "-c", SITE_SCRIPT], timeout=120).strip().splitlines()[-1]
+    out: dict[str, str] = {}
+    for env in wanted:
+        for name, template in env.items():
+            value = template.format(site=site)
+            out[name] = value if name not in out or out[name] == value else f"{out[name]}{os.pathsep}{value}"
+    return out
+
+
+SITE_SCRIPT = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 
 
 def _has_build_tools(lock: Lock, python: Path) -> bool:
@@ -126,6 +153,7 @@ def run_installer(
     options: Sequence[str] = (),
     indexes: IndexConfig | None = None,
     log: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> None:
     """One pip or uv install of a pylock file, as is (no verification of ours: tests use it to
     show that the installers refuse a mismatch too). Their hash and size errors become ours."""
@@ -153,6 +181,7 @@ def run_installer(
             "--python", str(python), *index_args, *options, "-r", str(lockfile),
         ]  # fmt: skip
         env = clean_env()
+    env = {**env, **(extra_env or {})}
     try:
         if log is not None:
             proc.run(argv, log=log, env=env, timeout=3600)

@@ -377,6 +377,8 @@ class EnvbuilderPart:
     archs: tuple[str, ...] = ()
     torch: TorchExpectation | None = None
     no_build_isolation: tuple[str, ...] = ()  # normalized names
+    # sdist name -> variables its build needs ("{site}": the env's site-packages), from the recipe
+    sdist_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # a bundle's lock: packages left out because the base provides them (name -> version); the
     # build checks the base has them (bundle --without torch, --base FREEZE)
     provided: Mapping[str, str] = field(default_factory=dict)
@@ -415,6 +417,8 @@ class EnvbuilderPart:
                 }
             )
         data["no-build-isolation"] = list(self.no_build_isolation)
+        if self.sdist_env:
+            data["sdist-env"] = {name: dict(sorted(env.items())) for name, env in sorted(self.sdist_env.items())}
         if self.provided:
             data["base-provides"] = dict(sorted(self.provided.items()))
         if self.resolution:
@@ -478,6 +482,7 @@ class EnvbuilderPart:
             if torch
             else None,
             no_build_isolation=f.strings("no-build-isolation"),
+            sdist_env={name: env.str_map(name) for name in env.data} if (env := f.table("sdist-env")) else {},
             provided=f.str_map("base-provides"),
             resolution=Resolution(
                 resolver=res.string("resolver") or "uv",

@@ -70,6 +70,7 @@ class Request:
     requirements: tuple[str, ...] = ()
     no_build_isolation: tuple[str, ...] = ()
     build_requires: tuple[str, ...] = ()
+    sdist_env: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # name -> variables for its build
     target: Target = field(default_factory=lambda: Target("3.12", "x86_64-manylinux_2_28"))
 
     @classmethod
@@ -82,6 +83,7 @@ class Request:
             requirements=tuple(inputs.get("requirements") or ()),
             no_build_isolation=tuple(inputs.get("no_build_isolation") or ()),
             build_requires=tuple(inputs.get("build_requires") or ()),
+            sdist_env=tuple((name, tuple(map(tuple, env))) for name, env in inputs.get("sdist_env") or ()),
             target=target,
         )
 
@@ -173,6 +175,7 @@ class Resolver:
             target=request.target,
             resolution=resolution,
             no_build_isolation=tuple(n for n in request.no_isolation_names() if n in sdists) or part.no_build_isolation,
+            sdist_env={n: dict(env) for n, env in request.sdist_env if n in sdists} or part.sdist_env,
         )
         return Lock(
             tuple(packages),

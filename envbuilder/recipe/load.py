@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import hashlib
 import re
+import string
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -458,18 +459,34 @@ def _requirements(node: Node) -> tuple[Requirement, ...]:
     out = []
     for item in node.items():
         if isinstance(item.value, dict):
-            f = item.fields(required=("req",), optional=("when", "why", "no_build_isolation"))
+            f = item.fields(required=("req",), optional=("when", "why", "no_build_isolation", "sdist_env"))
             out.append(
                 Requirement(
                     text=f["req"].requirement(),
                     when=f["when"].condition() if "when" in f else None,
                     why=f["why"].string() if "why" in f else None,
                     no_build_isolation=f["no_build_isolation"].boolean() if "no_build_isolation" in f else False,
+                    sdist_env=_sdist_env(f["sdist_env"]) if "sdist_env" in f else (),
                 )
             )
         else:
             out.append(Requirement(text=item.requirement()))
     return tuple(out)
+
+
+def _sdist_env(node: Node) -> tuple[tuple[str, str], ...]:
+    env = _env(node)
+    for key, value in env:
+        try:
+            names = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        except ValueError as exc:
+            raise node.error(f"sdist_env {key}: {exc}", hint="write a literal brace as {{ or }}") from None
+        if names - {"site"}:
+            raise node.error(
+                f"sdist_env {key}: unknown placeholder(s) {', '.join(sorted(names - {'site'}))}",
+                hint="only {site} (the env's site-packages) is known",
+            )
+    return env
 
 
 def _extension_uses(node: Node, find_extension: FindExtension) -> tuple[ExtensionUse, ...]:

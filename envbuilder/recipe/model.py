@@ -76,6 +76,9 @@ class Requirement:
     when: Condition | None = None
     why: str | None = None
     no_build_isolation: bool = False  # e.g. chumpy, whose setup.py imports pip
+    # variables the installer sets while it builds this sdist; "{site}" is the env's site-packages
+    # (pysdf finds Eigen only through CPLUS_INCLUDE_PATH, from a headers wheel installed first)
+    sdist_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

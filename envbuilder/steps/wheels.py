@@ -35,6 +35,9 @@ print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "fil
 """
 
 
+SdistEnv = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # normalized name -> (variable, value)
+
+
 @dataclass(frozen=True)
 class Locked:
     """build --locked: exactly these files (each with its sha256 and size)."""
@@ -43,17 +46,24 @@ class Locked:
     no_build_isolation: tuple[str, ...]  # sdists the installer builds against the env (chumpy)
     source: str  # the lock file, for messages and relative paths
     provided: tuple[tuple[str, str], ...] = ()  # left out of a bundle's lock: the base must have them
+    sdist_env: SdistEnv = ()  # variables an sdist's build needs (pysdf: Eigen's headers)
 
     def key(self) -> Data:
-        return {
+        data: Data = {
             "packages": [[p.name, p.version, p.index, *astuple(p.artifact)] for p in self.packages],
             "no_build_isolation": list(self.no_build_isolation),
             "source": self.source,
             "provided": [list(p) for p in self.provided],
         }
+        if self.sdist_env:  # only when set, so that the keys of envs without one stay as they were
+            data["sdist_env"] = [[name, [list(v) for v in env]] for name, env in self.sdist_env]
+        return data
 
     def as_lock(self) -> Lock:
-        return Lock(self.packages, envbuilder=EnvbuilderPart(no_build_isolation=self.no_build_isolation))
+        part = EnvbuilderPart(
+            no_build_isolation=self.no_build_isolation, sdist_env={n: dict(env) for n, env in self.sdist_env}
+        )
+        return Lock(self.packages, envbuilder=part)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Inputs:
     build_requires: tuple[str, ...]  # what the extensions' builds import
     cuda_major: int
     lock: Locked | None = None  # --locked: these files, not a resolution
+    sdist_env: SdistEnv = ()  # the recipe's sdist_env: variables an sdist's build needs
 
     def key(self) -> Data:
         data: Data = {
@@ -75,6 +86,8 @@ class Inputs:
             "build_requires": list(self.build_requires),
             "cuda_major": self.cuda_major,
         }
+        if self.sdist_env:  # only when set, so that the keys of envs without one stay as they were
+            data["sdist_env"] = [[name, [list(v) for v in env]] for name, env in self.sdist_env]
         if self.lock is not None:
             data["lock"] = self.lock.key()
         return data
@@ -111,6 +124,7 @@ def inputs(r: Resolved) -> tuple[str, Inputs]:
         r.no_build_isolation,
         build_requires,
         r.toolkit.version.major,
+        sdist_env=r.sdist_env,
     )
     return summary, replace(given, lock=locked) if locked else given
 
@@ -128,7 +142,14 @@ def _locked(r: Resolved) -> Locked | None:
     )
     part = lock.envbuilder
     provided = tuple(sorted(part.provided.items())) if part else ()
-    return Locked(packages, part.no_build_isolation if part else (), str(r.options.lock_file or "the lock"), provided)
+    sdist_env = tuple((n, tuple(sorted(env.items()))) for n, env in sorted(part.sdist_env.items())) if part else ()
+    return Locked(
+        packages,
+        part.no_build_isolation if part else (),
+        str(r.options.lock_file or "the lock"),
+        provided,
+        sdist_env,
+    )
 
 
 def run(ctx: StepContext, inputs: Inputs, deps: Deps) -> Outputs:
