@@ -7,6 +7,8 @@ sdists, so building one needs nothing from outside). For lock, bundle and instal
         index.url                      # http://127.0.0.1:PORT/simple
         index.replace("pkg", "1.0")    # same file name, other bytes: "changed on the index"
         index.requests                 # paths served, to count downloads
+
+PyIndex(root, json_api=True) also answers uv's PEP 691 JSON request, with PEP 700 upload times.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import base64
 import hashlib
 import html
 import io
+import json
 import tarfile
 import threading
 import zipfile
@@ -22,9 +25,12 @@ from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from packaging.tags import parse_tag
 from packaging.utils import canonicalize_name
 
 EPOCH = (2020, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same inputs make the same bytes
+UPLOAD_TIME = "2020-01-01T00:00:00.000000Z"  # every file's PEP 700 upload time on a json_api index
+JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 
 TINY_BACKEND = '''"""A PEP 517 backend in 40 lines, for test sdists: zips the package into a wheel."""
 import base64, hashlib, os, zipfile
@@ -81,13 +87,16 @@ def build_wheel(
     tag: str = "py3-none-any",
     payload: str = "",
 ) -> Path:
-    """A pure-Python wheel: module <name>/__init__.py holding __version__ (and payload)."""
+    """A pure-Python wheel: module <name>/__init__.py holding __version__ (and payload).
+    `tag` is the file name's tag part, compressed tag sets included, as PyPI's binary wheels
+    have them (cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64): WHEEL lists each tag."""
     dist = _dist(name)
     info = f"{dist}-{version}.dist-info"
+    tags = "".join(f"Tag: {t}\n" for t in sorted(map(str, parse_tag(tag))))
     files = {
         f"{dist}/__init__.py": f"__version__ = {version!r}\n{payload}".encode(),
         f"{info}/METADATA": metadata(name, version, list(requires), requires_python).encode(),
-        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: pyindex\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: pyindex\nRoot-Is-Purelib: true\n{tags}".encode(),
     }
     record = "".join(
         f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
@@ -156,6 +165,7 @@ class PyIndex:
     root: Path
     page_hashes: bool = True  # put #sha256= on links, as PyPI does
     lie_about_hashes: bool = False  # serve wrong #sha256= values, as the PyTorch index has done
+    json_api: bool = False  # also serve PEP 691 JSON pages with PEP 700 upload times, as PyPI does
     requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -184,7 +194,7 @@ class PyIndex:
     def _write_page(self, name: str) -> None:
         project = canonicalize_name(name)
         dist = _dist(name)
-        links = []
+        links, files = [], []
         for f in sorted((self.root / "files").iterdir()):
             if not (f.name.startswith(f"{dist}-") and f.name[len(dist) + 1 : len(dist) + 2].isdigit()):
                 continue
@@ -193,9 +203,14 @@ class PyIndex:
                 digest = hashlib.sha256(digest.encode()).hexdigest()
             fragment = f"#sha256={digest}" if self.page_hashes else ""
             links.append(f'<a href="../../files/{html.escape(f.name)}{fragment}">{html.escape(f.name)}</a><br>')
+            hashes = {"sha256": digest} if self.page_hashes else {}
+            size = f.stat().st_size
+            url = f"../../files/{f.name}"
+            files.append({"filename": f.name, "url": url, "hashes": hashes, "size": size, "upload-time": UPLOAD_TIME})
         page = self.root / "simple" / project
         page.mkdir(parents=True, exist_ok=True)
         (page / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n")
+        (page / "index.json").write_text(json.dumps({"meta": {"api-version": "1.1"}, "name": project, "files": files}))
         projects = sorted(p.name for p in (self.root / "simple").iterdir() if p.is_dir())
         (self.root / "simple" / "index.html").write_text(
             "<!DOCTYPE html><html><body>\n"
@@ -217,14 +232,24 @@ class PyIndex:
         return sum(1 for r in self.requests if r.endswith(f"/files/{filename}"))
 
     def __enter__(self) -> PyIndex:
-        root, log = str(self.root), self.requests
+        root, log, json_api = str(self.root), self.requests, self.json_api
 
         class Handler(SimpleHTTPRequestHandler):
             def __init__(self, *args: object, **kwargs: object) -> None:
                 super().__init__(*args, directory=root, **kwargs)  # type: ignore[arg-type]
 
             def do_GET(self) -> None:
-                log.append(self.path.split("?", 1)[0])
+                path = self.path.split("?", 1)[0]
+                log.append(path)
+                page = Path(root) / path.lstrip("/") / "index.json"
+                if json_api and JSON_PAGE in self.headers.get("Accept", "") and page.is_file():
+                    body = page.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Type", JSON_PAGE)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 super().do_GET()
 
             def end_headers(self) -> None:

@@ -76,6 +76,35 @@ def test_lock_keeps_10_when_11_is_published(index, tools, tmp_path):
     assert diff_locks(read_lock(path), kept) == []
 
 
+@pytest.mark.parametrize("requirement", ["pkg", "pkg==1.0"])
+def test_relock_keeps_a_version_an_earlier_index_holds_only_for_another_python(tools, tmp_path, requirement):
+    """This machine's shape: a mirror listed first (extra-index-url) holds scipy 1.13.1 for cp311
+    only, PyPI (the default index) has the cp312 wheel the lock chose. Given an existing lock, uv
+    took its preferred version from the first index listing it and found no wheel for the target:
+    a pinned requirement failed ("no wheels with a matching Python ABI tag"), an unpinned one
+    silently moved to the newest release. `other` is on PyPI only (uv then lists its file twice)."""
+    here = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    other = "cp310" if here == "cp39" else "cp39"
+    with PyIndex(tmp_path / "mirror") as mirror, PyIndex(tmp_path / "pypi", json_api=True) as pypi:
+        mirror.publish("pkg", "1.0", tag=f"{other}-{other}-manylinux_2_17_x86_64.manylinux2014_x86_64")
+        wheel = pypi.publish("pkg", "1.0", tag=f"{here}-{here}-manylinux_2_17_x86_64.manylinux2014_x86_64")
+        pypi.publish("other", "1.0")
+        indexes = IndexConfig(default=pypi.url, extra=(mirror.url,))
+        request = Request(requirements=(requirement, "other"), target=TARGET)
+        lock = resolve(request, tools=tools, indexes=indexes)
+        assert lock.package("pkg").artifact.url == pypi.file_url(wheel.name)
+        assert all(p.artifact.upload_time is not None for p in lock.packages)  # PyPI's JSON API gives it
+        path = write_lock(lock, tmp_path / "pylock.t.toml")
+
+        pypi.publish("pkg", "1.1", tag="py3-none-any")
+        kept = resolve(request, tools=tools, indexes=indexes, previous=read_lock(path))
+        assert kept.pins == {"pkg": "1.0", "other": "1.0"}
+        assert kept.packages == lock.packages  # the same files, indexes and upload times
+        if requirement == "pkg":
+            moved = resolve(request, tools=tools, indexes=indexes, previous=read_lock(path), upgrade=["pkg"])
+            assert moved.pins == {"pkg": "1.1", "other": "1.0"}
+
+
 def test_upgrade_package_moves_only_that_one(index, tools):
     for name in ("pkg", "other"):
         index.publish(name, "1.0")

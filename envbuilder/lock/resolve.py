@@ -25,10 +25,18 @@ How, and why this way (research/locks.md; measured, see benchmarks/bench_lock.py
   imports pip; uv `extra-build-dependencies`). The lock
   lists them in [tool.envbuilder] no-build-isolation: the installer builds them against the env.
 - `previous` (an earlier lock) is uv's preference: versions stay unless `upgrade` names them.
+  It is written as uv's existing `-o` output, and its files are also given to uv as a flat
+  `--find-links` page (pass B). uv 0.13.9 takes a preferred version from the first index that
+  lists it, compatible or not (its other selections skip to the next index): a mirror listed
+  first with scipy 1.13.1 for cp311 only then made a cp312 relock fail ("no wheels with a
+  matching Python ABI tag"), or an unpinned package move to its newest release. uv merges
+  find-links files into every index's listing of the package, so the file the lock chose is
+  there wherever uv looks for the preferred version.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -203,6 +211,11 @@ class Resolver:
         build_env = json.dumps(["pip", *request.build_requires])  # a JSON array is a TOML array
         config = work / "uv.toml"
         config.write_text("[extra-build-dependencies]\n" + "".join(f'"{n}" = {build_env}\n' for n in allowed_sdists))
+        previous_files: list[str] = []
+        if previous is not None and torch_index is None:
+            page = work / "previous-files.html"
+            page.write_text(_links_page(previous, upgrade))
+            previous_files = ["--find-links", str(page)]
         for _round in range(MAX_SDIST_ROUNDS):
             if previous is not None:
                 out.write_text(dumps(previous))  # uv keeps the versions an existing output pins
@@ -233,6 +246,7 @@ class Resolver:
                 *[a for n in allowed_sdists for a in ("--no-binary", n)],
                 *[a for n in upgrade for a in ("--upgrade-package", n)],
                 *self._index_args(torch_index),
+                *previous_files,
             ]
             try:
                 proc.capture(argv, env=clean_env(), timeout=1800)
@@ -249,7 +263,14 @@ class Resolver:
                 self.on_note(f"no wheel of {', '.join(new)} for the target: locking the sdist")
                 allowed_sdists += new
                 continue
-            return self._choices(out, request.target)
+            found = self._choices(out, request.target)
+            if previous is not None:  # a file uv took from the previous lock's page has no upload time
+                uploaded = {p.artifact.url: p.artifact.upload_time for p in previous.packages if p.artifact.upload_time}
+                found = {
+                    n: c if c.upload_time or c.url not in uploaded else replace(c, upload_time=uploaded[c.url])
+                    for n, c in found.items()
+                }
+            return found
         raise ResolutionFailed(f"gave up after {MAX_SDIST_ROUNDS} rounds of sdist-only requirements: {allowed_sdists}")
 
     def _index_args(self, torch_index: str | None) -> list[str]:
@@ -285,7 +306,9 @@ class Resolver:
                 if rank is not None:
                     ranked.append((rank, filename, url, wheel.get("upload-time")))
             if ranked:
-                _rank, filename, url, uploaded = min(ranked)
+                # a file both an index and the previous lock's page list appears twice: the
+                # index's entry, which has the upload time, wins
+                _rank, filename, url, uploaded = min(ranked, key=lambda r: (r[0], r[1], r[2], r[3] is None))
                 found[name] = _Choice(name, version, url, "wheel", filename, uploaded)
                 continue
             archive = package.get("archive")
@@ -324,6 +347,18 @@ class Resolver:
             upload_time=choice.upload_time,
         )
         return LockedPackage(choice.name, choice.version, artifact, index=index)
+
+
+def _links_page(previous: Lock, upgrade: Sequence[str]) -> str:
+    """A flat index page (PEP 503 links) of the files an earlier lock chose, less the packages
+    `upgrade` names, each with its sha256 (hashed from the bytes, so uv needs no download)."""
+    skip = {canonicalize_name(n) for n in upgrade}
+    links = [
+        f'<a href="{html.escape(p.artifact.url.split("#", 1)[0])}#sha256={p.artifact.sha256}">{html.escape(p.artifact.filename)}</a><br>'
+        for p in previous.packages
+        if p.artifact.url and p.name not in skip
+    ]
+    return "<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n"
 
 
 def _file_url(path: str | None) -> str:
