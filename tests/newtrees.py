@@ -14,19 +14,19 @@ from helpers import git, make_repo
 
 # --- a rasterizer stand-in: the interface probe_rasterizer.py uses, nothing else --------------
 
-SETTINGS_FIELDS = (
+SETTINGS_FIELDS = (  # the names probe_rasterizer.py passes, in alphabetical order
+    "bg: object",
+    "campos: object",
+    "debug: bool",
     "image_height: int",
     "image_width: int",
+    "prefiltered: bool",
+    "projmatrix: object",
+    "scale_modifier: float",
+    "sh_degree: int",
     "tanfovx: float",
     "tanfovy: float",
-    "bg: object",
-    "scale_modifier: float",
     "viewmatrix: object",
-    "projmatrix: object",
-    "sh_degree: int",
-    "campos: object",
-    "prefiltered: bool",
-    "debug: bool",
 )
 
 

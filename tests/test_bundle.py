@@ -191,7 +191,16 @@ def test_split_parts_join_and_a_missing_part_is_named(tmp_path, cuda, tools):
         out = tmp_path / "b" / "demo"
         # relative paths, as a user types them (the bundle's cache is a file:// remote, which must be absolute)
         done = run_cli(
-            "bundle", *common[:3], "--locked", lock.name, "--output", "b/demo", "--split", "100K", "--json", cwd=tmp_path
+            "bundle",
+            *common[:3],
+            "--locked",
+            lock.name,
+            "--output",
+            "b/demo",
+            "--split",
+            "100K",
+            "--json",
+            cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr
     index_file = Path(json.loads(done.stdout)["parts"])

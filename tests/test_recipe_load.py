@@ -108,7 +108,12 @@ def test_builtin_recipes_all_load():
         ("name: demo", "name: other", 1, "does not match the file name"),
         ("summary: a demo recipe", "summary: [a, list]", 2, "expected a string"),
         ("extensions:\n  - use: knn\n    path: submodules/knn\n", "extensions: knn\n", 15, "expected a list"),
-        ("    why: reads point clouds", "    sdist_env: {INC: '{prefix}/include'}", 14, "unknown placeholder(s) prefix"),
+        (
+            "    why: reads point clouds",
+            "    sdist_env: {INC: '{prefix}/include'}",
+            14,
+            "unknown placeholder(s) prefix",
+        ),
         ("    why: reads point clouds", "    sdist_env: {INC: '{site'}", 14, "sdist_env INC"),
         ("    why: reads point clouds", "    sdist_env: {1INC: x}", 14, "not an environment variable name"),
     ],

@@ -4,7 +4,9 @@ method-level patches `new` may propose, and the torch table every shipped recipe
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -32,20 +34,22 @@ class Fingerprint:
     source: str
 
 
-RASTERIZER_SETTINGS = (
-    "image_height",
-    "image_width",
-    "tanfovx",
-    "tanfovy",
-    "bg",
-    "scale_modifier",
-    "viewmatrix",
-    "projmatrix",
-    "sh_degree",
-    "campos",
-    "prefiltered",
-    "debug",
-)
+def _probe_keywords(probe: str, callee: str) -> tuple[str, ...]:
+    """The keyword arguments envbuilder's probe passes to `callee` (a call, or `dict(...)`
+    assigned to the name): the interface it relies on, read from the probe itself so that the
+    fingerprint cannot drift from what the probe does."""
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "probes" / probe).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            named = any(isinstance(t, ast.Name) and t.id == callee for t in node.targets)
+            call = node.value
+            if named or (isinstance(call.func, ast.Name) and call.func.id == callee):
+                return tuple(sorted(k.arg for k in call.keywords if k.arg))
+    raise LookupError(f"envbuilder/probes/{probe} makes no call to {callee}")
+
+
+RASTERIZER_SETTINGS = _probe_keywords("probe_rasterizer.py", "GaussianRasterizationSettings")
+RASTERIZER_INPUTS = _probe_keywords("probe_rasterizer.py", "kwargs")
 
 FINGERPRINTS: tuple[Fingerprint, ...] = (
     Fingerprint(
@@ -72,12 +76,12 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
                 "params",
                 "diff_gaussian_rasterization/__init__.py",
                 "GaussianRasterizer.forward",
-                needs=("means3D", "means2D", "opacities", "colors_precomp", "scales", "rotations"),
-                allows=("sh_objs",),
+                needs=RASTERIZER_INPUTS,
+                allows=("sh_objs",),  # the probe passes it where forward takes it (Disco4D)
             ),
         ),
-        source="envbuilder/probes/probe_rasterizer.py (what it passes); the 3DGS reference rasterizer and the ashawkey, ingra14m, "
-        "joungbinlee forks and Disco4D's copy share this interface (research/upstream.md §0)",
+        source="envbuilder/probes/probe_rasterizer.py (what it passes); the reference rasterizer, its forks and "
+        "Disco4D's copy share this interface (research/upstream.md §0)",
     ),
     Fingerprint(
         extension="simple-knn",
@@ -88,7 +92,7 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
             ApiCheck("cpp-binding", "ext.cpp", "distCUDA2"),
             ApiCheck("cpp-params", "spatial.h", "distCUDA2", count=1),
         ),
-        source="envbuilder/probes/probe_simple_knn.py calls distCUDA2(points); gitlab bkerbl/simple-knn 44f7642",
+        source="envbuilder/probes/probe_simple_knn.py calls distCUDA2(points); the simple-knn the 3DGS code bases pin (research/upstream.md)",
     ),
     Fingerprint(
         extension="gridencoder",
