@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envbuilder.errors import CompatError, InputError, ToolNotFound
@@ -21,7 +23,7 @@ from envbuilder.host import Compiler, HostFacts, Interpreter, Toolkit, compat
 from envbuilder.host.compat import Arch
 from envbuilder.paths import default_prefix
 from envbuilder.recipe import when
-from envbuilder.recipe.model import ExtensionUse, GitSource, Recipe, TorchVariant
+from envbuilder.recipe.model import ExtensionUse, GitSource, Recipe, SdistEnv, TorchVariant
 from envbuilder.recipe.when import parse_specifier
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ class Resolved:
     gpus: tuple[str, ...]  # names of this host's GPUs
     provenance: dict[str, str]
     warnings: tuple[str, ...] = ()
-    sdist_env: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # normalized name -> its build's variables
+    sdist_env: SdistEnv = ()  # normalized name -> the variables its sdist's build needs
 
     @property
     def torch_cuda_arch_list(self) -> str:
@@ -428,7 +430,4 @@ def _torch_constraint(variant: TorchVariant, archs: tuple[Arch, ...]) -> str:
 
 
 def _requirement_name(text: str) -> str:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     return canonicalize_name(Requirement(text).name)

@@ -18,7 +18,7 @@ from envbuilder.lock.download import DownloadCache
 from envbuilder.lock.errors import ArtifactMismatch, FreezeError, InstallFailed, ResolutionFailed
 from envbuilder.lock.freeze import INSTALLED_LOCK, freeze_env, lock_from_pip_report, record_installed
 from envbuilder.lock.indexes import IndexConfig
-from envbuilder.lock.install import install_lock, installed_packages, run_installer
+from envbuilder.lock.install import SITE_SCRIPT, install_lock, installed_packages, run_installer
 from envbuilder.lock.model import Artifact, EnvbuilderPart, Lock, LockedPackage
 from envbuilder.lock.resolve import Request, resolve
 from envbuilder.lock.target import Target
@@ -217,12 +217,7 @@ def test_an_sdist_builds_with_its_sdist_env_after_the_wheel_it_points_at(index, 
         lock, python, installer=installer, tools=tools, indexes=IndexConfig(default=index.url), on_note=notes.append
     )
     assert installed_packages(python)["needshdrs"] == "0.1"
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    site = subprocess.run([str(python), "-c", SITE_SCRIPT], capture_output=True, text=True, check=True).stdout.strip()
     assert f"building with HDRS_DIR={site}/hdrs" in notes
 
 

@@ -59,6 +59,7 @@ from envbuilder.lock.target import Target
 from envbuilder.lock.tomlfile import dumps
 from envbuilder.lock.tools import Tools, clean_env
 from envbuilder.paths import cache_dir
+from envbuilder.recipe.model import SdistEnv
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +79,7 @@ class Request:
     requirements: tuple[str, ...] = ()
     no_build_isolation: tuple[str, ...] = ()
     build_requires: tuple[str, ...] = ()
-    sdist_env: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # name -> variables for its build
+    sdist_env: SdistEnv = ()  # name -> variables for its build
     target: Target = field(default_factory=lambda: Target("3.12", "x86_64-manylinux_2_28"))
 
     @classmethod

@@ -70,6 +70,10 @@ class TorchVariant:
         return {"tag": self.tag, "cuda": str(self.cuda), "requirements": self.requirements(), "index": self.index}
 
 
+# the sdist_env of a recipe's requirements, by normalized name: ((name, ((VAR, value), ...)), ...)
+SdistEnv = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Requirement:
     text: str  # PEP 508

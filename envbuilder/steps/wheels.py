@@ -16,6 +16,7 @@ from envbuilder.context import Data, Layout, StepContext
 from envbuilder.errors import CompatError
 from envbuilder.host import compat
 from envbuilder.lock.model import EnvbuilderPart, Lock, LockedPackage
+from envbuilder.recipe.model import SdistEnv
 from envbuilder.resolve import Resolved
 from envbuilder.steps.protocol import Deps
 
@@ -35,9 +36,6 @@ print(json.dumps({"version": torch.__version__, "cuda": torch.version.cuda, "fil
 """
 
 
-SdistEnv = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # normalized name -> (variable, value)
-
-
 @dataclass(frozen=True)
 class Locked:
     """build --locked: exactly these files (each with its sha256 and size)."""
@@ -55,8 +53,7 @@ class Locked:
             "source": self.source,
             "provided": [list(p) for p in self.provided],
         }
-        if self.sdist_env:  # only when set, so that the keys of envs without one stay as they were
-            data["sdist_env"] = [[name, [list(v) for v in env]] for name, env in self.sdist_env]
+        data.update(_sdist_env_key(self.sdist_env))
         return data
 
     def as_lock(self) -> Lock:
@@ -86,8 +83,7 @@ class Inputs:
             "build_requires": list(self.build_requires),
             "cuda_major": self.cuda_major,
         }
-        if self.sdist_env:  # only when set, so that the keys of envs without one stay as they were
-            data["sdist_env"] = [[name, [list(v) for v in env]] for name, env in self.sdist_env]
+        data.update(_sdist_env_key(self.sdist_env))
         if self.lock is not None:
             data["lock"] = self.lock.key()
         return data
@@ -104,6 +100,11 @@ class Outputs(TypedDict):
     torch: Torch
     packages: dict[str, str]  # name -> version of everything the env can import
     installed: str | None  # the env's record of the files it was given (pylock.installed.toml)
+
+
+def _sdist_env_key(sdist_env: SdistEnv) -> Data:
+    # only when set, so that the keys of envs without one stay as they were
+    return {"sdist_env": [[name, [list(v) for v in env]] for name, env in sdist_env]} if sdist_env else {}
 
 
 def inputs(r: Resolved) -> tuple[str, Inputs]:
