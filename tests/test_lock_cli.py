@@ -4,6 +4,7 @@ keeps 1.0; --upgrade-package moves it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -17,7 +18,7 @@ from helpers import write_recipe
 pytestmark = pytest.mark.network  # envbuilder's own pip and uv come from the package registry
 
 
-def recipe(tmp_path, torch_index: str) -> None:
+def recipe(tmp_path, torch_index: str, requirements: tuple[str, ...] = ("pkg",)) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "setup.py").write_text("# a method's tree\n")
@@ -33,8 +34,7 @@ python: ">=3.10"
 torch:
   cu130: {{torch: "==2.9.1", index: "{torch_index}"}}
 requirements:
-  - pkg
-""",
+{"".join(f"  - {r!r}" + chr(10) for r in requirements)}""",
     )
 
 
@@ -83,3 +83,57 @@ def test_malformed_lock_given_to_check_exits_2(tmp_path):
         )  # fmt: skip
     assert done.returncode == 2
     assert f"{bad}:4: packages[0]" in done.stderr or f"{bad}:3: packages[0]" in done.stderr, done.stderr
+
+
+def test_lock_on_a_base_takes_its_versions_drops_a_misfit_and_names_the_freeze(tmp_path):
+    """--base FREEZE: the base's version where the recipe allows it, another (named) where it does
+    not; the lock records the freeze it stood on, never the temporary constraints made from it,
+    so locking twice gives the same bytes and leaves nothing behind."""
+    with PyIndex(tmp_path / "pypi") as index, PyIndex(tmp_path / "torch") as torch_index:
+        torch_index.publish("torch", "2.9.1+cu130")
+        for version in ("1.0", "1.1", "1.2"):
+            index.publish("pkg", version)
+        for version in ("2.0", "2.1", "3.0"):
+            index.publish("dep", version)
+        recipe(tmp_path, torch_index.url, requirements=("pkg", "dep<3"))
+        freeze = tmp_path / "freeze.txt"
+        freeze.write_text(
+            "pkg==1.1\ndep==3.0\ntorch==2.9.1+cu130\n-e git+https://example.invalid/x.git#egg=x\n"
+            "local-thing @ file:///nowhere/local_thing-1.0-py3-none-any.whl\nunrelated==5.0\n"
+        )
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        base = ["lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config"]
+        base += ["--default-index", index.url, "--base", str(freeze)]
+        outputs = [tmp_path / "first.toml", tmp_path / "second.toml"]
+        for out in outputs:
+            done = run_cli(*base, "--output", str(out), env={"TMPDIR": str(temp)}, timeout=600)
+            assert done.returncode == 0, done.stderr
+            assert "the base's dep 3.0 does not fit the recipe" in done.stderr, done.stderr
+        lock = read_lock(outputs[0])
+        assert lock.pins["pkg"] == "1.1" and lock.pins["dep"] == "2.1", lock.pins
+        resolution = lock.envbuilder.resolution
+        assert dict(resolution.base) == {
+            "freeze": str(freeze),
+            "sha256": hashlib.sha256(freeze.read_bytes()).hexdigest(),
+        }
+        assert not any("base-constraints" in c for c in resolution.constraints), resolution.constraints
+        text = outputs[0].read_text()
+        assert "envbuilder-base-" not in text and str(temp) not in text
+        assert text == outputs[1].read_text()
+        assert not [p.name for p in temp.iterdir() if p.name.startswith("envbuilder-base-")]
+
+
+def test_a_malformed_base_freeze_is_named_by_line(tmp_path):
+    freeze = tmp_path / "freeze.txt"
+    freeze.write_text("pkg==1.0\nthis is not a requirement\n")
+    with PyIndex(tmp_path / "pypi") as index:
+        index.publish("pkg", "1.0")
+        recipe(tmp_path, index.url)
+        done = run_cli(
+            "lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config",
+            "--default-index", index.url, "--base", str(freeze), "--output", str(tmp_path / "out.toml"), timeout=600,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"{freeze}:2: not a pip freeze line" in done.stderr, done.stderr
+    assert not (tmp_path / "out.toml").exists()

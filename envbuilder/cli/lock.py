@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from envbuilder import report
-    from envbuilder.lock.base import base_constraints, on_base, with_torch
+    from envbuilder.lock.base import base_constraints, on_base, recorded_base, with_torch
     from envbuilder.lock.diff import diff_locks
     from envbuilder.lock.freeze import freeze_env
     from envbuilder.lock.indexes import IndexConfig, from_pip_config
@@ -121,40 +122,55 @@ def cmd_lock(args: argparse.Namespace) -> int:
     )
     if args.torch:
         request = with_torch(request, args.torch)
-    if args.base:
-        indexes = replace(indexes, constraints=(*indexes.constraints, base_constraints(args.base)))
-        resolve = on_base(resolve, indexes.constraints[-1], note=notes or report.warn)
     part = part_from_plan(plan)
-    output = args.output or Path(lock_filename(plan.recipe.name))
+    with ExitStack() as stack:
+        base = None  # the temporary constraints made from --base, removed when the lock is written
+        if args.base:
+            base = stack.enter_context(base_constraints(args.base))
+            indexes = replace(indexes, constraints=(*indexes.constraints, base))
+            resolve = on_base(resolve, base, note=notes or report.warn)
 
-    if args.check:
-        locked = read_lock(args.check)
-        fresh = resolve(request, tools=tools, indexes=indexes, part=part, on_note=notes)
-        fresh = replace(fresh, envbuilder=with_locked_torch(fresh.envbuilder or part, fresh, request.torch_names()))
-        fresh = _with_sources(plan, fresh, notes)
-        changes = diff_locks(locked, fresh)
-        if args.json:
-            report.print_json({"ok": not changes, "lock": str(args.check), "changes": [c.to_json() for c in changes]})
-        else:
-            report.lock_check(str(args.check), [c.line() for c in changes])
-        return EXIT_FAILED if changes else EXIT_OK
+        def finish(lock: Lock) -> Lock:
+            lock = replace(lock, envbuilder=with_locked_torch(lock.envbuilder or part, lock, request.torch_names()))
+            lock = _with_sources(plan, lock, notes)
+            return recorded_base(lock, base, args.base) if base else lock
 
-    previous = None
-    if output.is_file() and not args.upgrade:
-        previous = read_lock(output)
-    elif args.upgrade_package:
-        raise InputError(
-            f"--upgrade-package needs the existing lock: {output} is not there",
-            hint="lock once without it, or pass --output",
+        output = args.output or Path(lock_filename(plan.recipe.name))
+
+        if args.check:
+            locked = read_lock(args.check)
+            fresh = finish(resolve(request, tools=tools, indexes=indexes, part=part, on_note=notes))
+            changes = diff_locks(locked, fresh)
+            if args.json:
+                report.print_json(
+                    {"ok": not changes, "lock": str(args.check), "changes": [c.to_json() for c in changes]}
+                )
+            else:
+                report.lock_check(str(args.check), [c.line() for c in changes])
+            return EXIT_FAILED if changes else EXIT_OK
+
+        previous = None
+        if output.is_file() and not args.upgrade:
+            previous = read_lock(output)
+        elif args.upgrade_package:
+            raise InputError(
+                f"--upgrade-package needs the existing lock: {output} is not there",
+                hint="lock once without it, or pass --output",
+            )
+        lock = finish(
+            resolve(
+                request,
+                tools=tools,
+                indexes=indexes,
+                previous=previous,
+                upgrade=args.upgrade_package,
+                part=part,
+                on_note=notes,
+            )
         )
-    lock = resolve(
-        request, tools=tools, indexes=indexes, previous=previous, upgrade=args.upgrade_package, part=part, on_note=notes
-    )
-    lock = replace(lock, envbuilder=with_locked_torch(lock.envbuilder or part, lock, request.torch_names()))
-    lock = _with_sources(plan, lock, notes)
-    changes = diff_locks(previous, lock) if previous else []
-    path = write_lock(lock, output)
-    return _done(args, path, lock, [c.line() for c in changes], site_config=indexes.site_config)
+        changes = diff_locks(previous, lock) if previous else []
+        path = write_lock(lock, output)
+        return _done(args, path, lock, [c.line() for c in changes], site_config=indexes.site_config)
 
 
 def _with_sources(plan: Plan, lock: Lock, notes: Callable[[str], None] | None) -> Lock:

@@ -8,9 +8,11 @@ allows the base's version, the lock takes it, and the build (which sees the base
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ def with_torch(request: Request, version: str) -> Request:
     return replace(request, torch=tuple(torch))
 
 
-def base_constraints(freeze: Path) -> Path:
+@contextmanager
+def base_constraints(freeze: Path) -> Iterator[Path]:
     """A constraints file from a `pip freeze`: exact pins of released versions, without the torch
     family (pinned by --torch) and without what cannot be pinned (editables, URLs, local builds)."""
     try:
@@ -66,9 +69,25 @@ def base_constraints(freeze: Path) -> Path:
         if not re.fullmatch(r"[0-9][0-9.]*([abrc]+[0-9]+)?(\.post[0-9]+)?", pins[0].version):
             continue
         keep.append(f"{req.name}=={pins[0].version}")
-    out = Path(tempfile.mkdtemp(prefix="envbuilder-base-")) / "base-constraints.txt"
-    out.write_text("\n".join(keep) + "\n")
-    return out
+    with tempfile.TemporaryDirectory(prefix="envbuilder-base-") as work:  # gone with the resolution
+        out = Path(work) / "base-constraints.txt"
+        out.write_text("\n".join(keep) + "\n")
+        yield out
+
+
+def recorded_base(lock: Lock, constraints: Path, freeze: Path) -> Lock:
+    """The lock with its resolution naming the freeze it stood on (path as given, sha256), not the
+    temporary constraints file made from it: a path that is gone, and another on every run."""
+    part = lock.envbuilder
+    if not part or not part.resolution:
+        return lock
+    res = part.resolution
+    res = replace(
+        res,
+        constraints=tuple(c for c in res.constraints if c != str(constraints)),
+        base={"freeze": str(freeze), "sha256": hashlib.sha256(freeze.read_bytes()).hexdigest()},
+    )
+    return replace(lock, envbuilder=replace(part, resolution=res))
 
 
 def on_base(resolve: Callable[..., Lock], constraints: Path, *, note: Callable[[str], None]) -> Callable[..., Lock]:

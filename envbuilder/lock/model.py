@@ -20,7 +20,7 @@ from an index page: the PyTorch index has served wrong and missing hashes, resea
     base-provides = {torch = "2.11.0"}          # a bundle's lock: left out, the base must have them
     [tool.envbuilder.resolution]                # how the packages were chosen (informational)
     resolver, resolver-version, indexes, torch-index, find-links, constraints, site-config,
-    requirements, index-strategy
+    requirements, index-strategy, base = {freeze, sha256} (lock --base: the pip freeze it stood on)
     [tool.envbuilder.source]                    # git = url, commit = 40 hex | path = dir, digest
     [[tool.envbuilder.source.submodules]]       # path, url, commit; fallback = true, pinned, why
     [tool.envbuilder.extension-sources.NAME]    # an extension's own repository, same shape
@@ -364,6 +364,7 @@ class Resolution:
     site_config: bool = False  # indexes/find-links/constraints came from this machine's pip config
     index_strategy: str | None = None
     requirements: tuple[str, ...] = ()
+    base: Mapping[str, str] = field(default_factory=dict)  # --base FREEZE: {freeze: path as given, sha256}
 
 
 @dataclass(frozen=True)
@@ -434,6 +435,7 @@ class EnvbuilderPart:
                     "site-config": r.site_config or None,
                     "index-strategy": r.index_strategy,
                     "requirements": list(r.requirements),
+                    "base": dict(r.base) or None,
                 }
             )
         if self.source:
@@ -494,6 +496,7 @@ class EnvbuilderPart:
                 site_config=res.boolean("site-config"),
                 index_strategy=res.string("index-strategy"),
                 requirements=res.strings("requirements"),
+                base=res.str_map("base"),
             )
             if res
             else None,
