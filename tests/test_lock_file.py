@@ -74,7 +74,7 @@ def sample_lock() -> Lock:
             submodules=(Submodule("third/glm", "https://github.com/g/glm", "2" * 40, fallback=True, pinned="3" * 40),),
         ),
         extension_sources={"gsplat": Source(git="https://github.com/o/gsplat", commit="4" * 40)},
-        patches=(PatchRef(".", "cstdint", "d" * 64),),
+        patches=(PatchRef(".", "cstdint", "d" * 64), PatchRef(".", "cxx-standard", "f" * 64, tree="gsplat")),
         extensions=(ExtensionRef("gsplat", "e" * 64),),
     )
     return Lock((torch, chumpy), envbuilder=part, requires_python="==3.12.*")

@@ -77,6 +77,17 @@ def test_part_from_plan_records_recipe_toolchain_sources_and_patches():
     assert loads(dumps(lock)) == lock  # the schema round-trips
 
 
+def test_an_extension_repository_patch_names_its_tree():
+    """CAP4D patches gsplat's and PyTorch3D's own repositories, each at its root "."; the lock tells
+    them apart by tree, as it tells the method's own "." patches from both."""
+    plan = make_plan(Catalog.default().recipe("cap4d"), host(tools={"git": "/usr/bin/git"}), Options(arch="12.0"))
+    part = part_from_plan(plan)
+    by_tree = {(p.tree, p.name) for p in part.patches}
+    assert {(None, "matplotlib-get-cmap"), ("gsplat", "cxx-standard"), ("pytorch3d", "cxx-standard")} <= by_tree
+    assert len(by_tree) == len(part.patches)  # no two records alike
+    assert loads(dumps(Lock((), envbuilder=part))).envbuilder.patches == part.patches
+
+
 def test_wheels_inputs_make_a_request():
     plan = make_plan(Catalog.default().recipe("cap4d"), host(tools={"git": "/usr/bin/git"}), Options(arch="12.0"))
     request = Request.from_wheels_inputs(plan.step("wheels").inputs, Target("3.12", "x86_64-manylinux_2_28"))

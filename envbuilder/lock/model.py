@@ -24,7 +24,7 @@ from an index page: the PyTorch index has served wrong and missing hashes, resea
     [tool.envbuilder.source]                    # git = url, commit = 40 hex | path = dir, digest
     [[tool.envbuilder.source.submodules]]       # path, url, commit; fallback = true, pinned, why
     [tool.envbuilder.extension-sources.NAME]    # an extension's own repository, same shape
-    [[tool.envbuilder.patches]]                 # root, name, sha256
+    [[tool.envbuilder.patches]]                 # root, tree (an extension's own repository), name, sha256
     [[tool.envbuilder.extensions]]              # name, key (the content key of its built wheel)
 
 Nothing in it changes what pip or uv install (PEP 751: [tool] "MUST NOT affect installation").
@@ -325,6 +325,7 @@ class PatchRef:
     root: str  # "." for the method's tree, else the extension's path
     name: str
     sha256: str
+    tree: str | None = None  # the extension whose own repository holds root (gsplat); None: the method's
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,9 @@ class EnvbuilderPart:
             data["source"] = self.source.to_toml()
         if self.extension_sources:
             data["extension-sources"] = {k: v.to_toml() for k, v in sorted(self.extension_sources.items())}
-        data["patches"] = [{"root": p.root, "name": p.name, "sha256": p.sha256} for p in self.patches]
+        data["patches"] = [
+            _drop_none({"root": p.root, "tree": p.tree, "name": p.name, "sha256": p.sha256}) for p in self.patches
+        ]
         data["extensions"] = [{"name": e.name, "key": e.key} for e in self.extensions]
         return _drop_none(data)
 
@@ -509,6 +512,7 @@ class EnvbuilderPart:
                     p.string("root", required=True),
                     p.string("name", required=True),
                     p.string("sha256", required=True, pattern=SHA256),
+                    tree=p.string("tree"),
                 )
                 for p in f.tables("patches")
             ),

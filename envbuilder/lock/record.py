@@ -41,7 +41,8 @@ def part_from_plan(
     sets: Sequence[Mapping[str, Any]] = plan.step("patches").inputs.get("sets", [])
     for patch_set in sets:
         for p in patch_set["patches"]:
-            patches.append(PatchRef(str(patch_set["root"]), str(p["name"]), str(p["sha256"])))
+            tree = patch_set.get("tree")
+            patches.append(PatchRef(str(patch_set["root"]), str(p["name"]), str(p["sha256"]), tree=tree))
     return EnvbuilderPart(
         envbuilder=__version__,
         recipe=recipe.name,
