@@ -262,6 +262,8 @@ def _apply_replace(text: str, patch: Patch, rel: str) -> str | None:
 
         starts = [m.start() for m in pattern.finditer(text) if not fixed(m)]
     else:
+        if check and check in text and patch.find in patch.replace:
+            return None  # an insertion keeps its anchor: found again once applied, it must not go in twice
         starts, at = [], text.find(patch.find)
         while at >= 0:
             starts.append(at)

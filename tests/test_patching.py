@@ -325,6 +325,20 @@ def test_replace_counts(tmp_path):
         patching.compute(none, [u], GCC13)
 
 
+def test_an_insertion_that_keeps_its_anchor_is_applied_once(tmp_path):
+    """A replace patch that inserts code around its find text (the shipped chumpy-aliases-before-smpl
+    keeps `from utils.smplx import smplx`) finds that text again once applied: the check text,
+    not the count, says it is in, so neither `patch check` nor a second apply adds it twice."""
+    u = builtin("chumpy-aliases-before-smpl")
+    root = tree(tmp_path, {"utils/human_models.py": "import numpy as np\nfrom utils.smplx import smplx\n"})
+    patching.apply(root, [u], GCC13)
+    patched = (root / "utils/human_models.py").read_text()
+    assert patched.count("from utils.smplx import smplx") == 1 and patched.count("getargspec =") == 1
+    assert patching.compute(root, [u], GCC13)[0].status == "already applied"
+    patching.apply(root, [u], GCC13)
+    assert (root / "utils/human_models.py").read_text() == patched
+
+
 def test_regex_replace(tmp_path):
     c = user_patches(
         tmp_path,
