@@ -38,20 +38,18 @@ def rasterizer_files(*, extra_field: str | None = None, with_cstdint: bool = Fal
         + ("struct Buffers { uint32_t* tiles; std::uintptr_t base; };\n")
     )
     return {
-        "setup.py": (
-            "import os\n"
+        "setup.py": (  # written for these tests: sources listed by a loop, alphabetically
+            "from pathlib import Path\n"
             "from setuptools import setup\n"
-            "from torch.utils.cpp_extension import CUDAExtension, BuildExtension\n"
-            "here = os.path.dirname(os.path.abspath(__file__))\n"
-            "setup(\n"
-            "    name='diff_gaussian_rasterization',\n"
-            "    packages=['diff_gaussian_rasterization'],\n"
-            "    ext_modules=[CUDAExtension(\n"
-            "        name='diff_gaussian_rasterization._C',\n"
-            "        sources=['cuda_rasterizer/rasterizer_impl.cu', 'cuda_rasterizer/forward.cu',\n"
-            "                 'cuda_rasterizer/backward.cu', 'rasterize_points.cu', 'ext.cpp'],\n"
-            "        extra_compile_args={'nvcc': ['-I' + os.path.join(here, 'third_party/glm/')]})],\n"
-            "    cmdclass={'build_ext': BuildExtension})\n"
+            "from torch.utils.cpp_extension import BuildExtension, CUDAExtension\n"
+            "\n"
+            "SOURCES = ['cuda_rasterizer/backward.cu', 'cuda_rasterizer/forward.cu',\n"
+            "           'cuda_rasterizer/rasterizer_impl.cu', 'ext.cpp', 'rasterize_points.cu']\n"
+            "GLM = str(Path(__file__).resolve().parent / 'third_party' / 'glm')\n"
+            "kernels = CUDAExtension(name='diff_gaussian_rasterization._C', sources=[s for s in SOURCES],\n"
+            "                        extra_compile_args={'nvcc': ['-I' + GLM]})\n"
+            "setup(name='diff_gaussian_rasterization', packages=['diff_gaussian_rasterization'],\n"
+            "      ext_modules=[kernels], cmdclass={'build_ext': BuildExtension})\n"
         ),
         "cuda_rasterizer/rasterizer_impl.h": impl_h,
         "cuda_rasterizer/rasterizer_impl.cu": '#include "rasterizer_impl.h"\n__global__ void k() {}\n',
@@ -76,9 +74,9 @@ def knn_files(*, with_cfloat: bool = False) -> dict[str, str]:
     return {
         "setup.py": (
             "from setuptools import setup\n"
-            "from torch.utils.cpp_extension import CUDAExtension, BuildExtension\n"
-            "setup(name='simple_knn', ext_modules=[CUDAExtension(name='simple_knn._C',\n"
-            "      sources=['spatial.cu', 'simple_knn.cu', 'ext.cpp'])], cmdclass={'build_ext': BuildExtension})\n"
+            "from torch.utils.cpp_extension import BuildExtension, CUDAExtension\n"
+            "knn = CUDAExtension(name='simple_knn._C', sources=['ext.cpp', 'simple_knn.cu', 'spatial.cu'])\n"
+            "setup(name='simple_knn', ext_modules=[knn], cmdclass={'build_ext': BuildExtension})\n"
         ),
         "simple_knn.cu": "#include <vector>\n"
         + ("#include <cfloat>\n" if with_cfloat else "")

@@ -481,6 +481,16 @@ def test_fingerprint_refuses_a_fork_with_another_python_interface(tmp_path):
     ]
 
 
+def test_fingerprint_needs_the_files_envbuilders_patches_edit(tmp_path):
+    """A tree that builds the shared module but lacks the header the shipped cstdint patch edits
+    is not the shared rasterizer: that patch could not apply to it."""
+    files = rasterizer_files()
+    del files["cuda_rasterizer/rasterizer_impl.h"]
+    root, info = _ext(tmp_path, files)
+    m = fingerprint.match(root, info, info.extensions[0])
+    assert m.extension is None and m.failed == ["lacks cuda_rasterizer/rasterizer_impl.h"]
+
+
 def test_fingerprint_accepts_a_field_with_a_default(tmp_path):
     root, info = _ext(tmp_path, rasterizer_files(extra_field="antialiasing: bool = False"))
     assert fingerprint.match(root, info, info.extensions[0]).extension == "diff-gaussian-rasterization"

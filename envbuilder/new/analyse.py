@@ -361,7 +361,7 @@ class Analysis:
                 else None
             )
             fallbacks = [j for j in jits if _inside(j.file, s.directory)]
-            m = fingerprint.match(directory, s, module)
+            m = fingerprint.match(directory, s, module, self.catalog)
             shared_name = m.extension
             notes = []
             if shared_name is not None:
@@ -701,7 +701,7 @@ class Analysis:
         pinned = f"{commit[:12]}" + (f" ({ref})" if ref else f" (head of {branch})" if branch else "")
         if info is not None and info.extensions:
             module = info.extensions[0]
-            m = fingerprint.match(directory, info, module)
+            m = fingerprint.match(directory, info, module, self.catalog)
             ext_name = self._new_name(info.package or _repo_key(url).rsplit("/", 1)[-1])
             like = (
                 f" It has the interface of the shared {m.extension}, which lives in method trees; this entry has its own source."

@@ -1,7 +1,7 @@
 """Is an extension found in a tree really one of the shared extensions envbuilder ships?
 
-Not by name: by the module its setup.py builds, the files its directory holds, and the interface
-the shared extension's probe uses (known.FINGERPRINTS). A vendored fork whose Python or C++
+Not by name: by the module its setup.py builds, the files envbuilder's own patches for it edit,
+and the interface the shared extension's probe uses (known.FINGERPRINTS). A vendored fork whose Python or C++
 interface differs gets an extension entry of its own: the shared one's probe would not fit it.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from envbuilder.new.known import FINGERPRINTS, ApiCheck, Fingerprint
 from envbuilder.new.setup_py import ExtModule, SetupPy
+from envbuilder.recipe.catalog import Catalog
 
 
 @dataclass
@@ -134,7 +135,7 @@ def describe(check: ApiCheck) -> str:
     return f"{check.symbol} takes {check.count} parameters"
 
 
-def match(directory: Path, setup: SetupPy, module: ExtModule) -> Match:
+def match(directory: Path, setup: SetupPy, module: ExtModule, catalog: Catalog | None = None) -> Match:
     candidate = next(
         (fp for fp in FINGERPRINTS if module.name in fp.modules or (setup.package and setup.package == fp.package)),
         None,
@@ -148,11 +149,14 @@ def match(directory: Path, setup: SetupPy, module: ExtModule) -> Match:
         result.failed.append(
             f"builds {module.name}, the shared {candidate.extension} builds {', '.join(candidate.modules)}"
         )
-    missing = [f for f in candidate.files if not (directory / f).is_file()]
+    # the shared extension's patches name the files they edit: a tree that is that extension has them
+    extension = (catalog or Catalog.default()).extension(candidate.extension)
+    files = sorted({f for use in extension.patches for f in use.targets})
+    missing = [f for f in files if not (directory / f).is_file()]
     if missing:
         result.failed.append(f"lacks {', '.join(missing)}")
     else:
-        result.passed.append(f"has {len(candidate.files)} of its files")
+        result.passed.append(f"has the {len(files)} file(s) its patches edit")
     for check in candidate.api:
         problem = _check(directory, check)
         if problem:

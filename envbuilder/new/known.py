@@ -29,8 +29,7 @@ class Fingerprint:
     extension: str  # the shared extension (extensions/<name>/extension.yaml)
     modules: tuple[str, ...]  # the compiled module(s) its setup.py builds
     package: str | None  # setup(name=…)
-    files: tuple[str, ...]  # files its directory must hold
-    api: tuple[ApiCheck, ...]
+    api: tuple[ApiCheck, ...]  # besides: the files envbuilder's own patches for it edit (fingerprint.py)
     source: str
 
 
@@ -56,15 +55,6 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
         extension="diff-gaussian-rasterization",
         modules=("diff_gaussian_rasterization._C",),
         package="diff_gaussian_rasterization",
-        files=(
-            "cuda_rasterizer/rasterizer_impl.h",
-            "cuda_rasterizer/rasterizer_impl.cu",
-            "cuda_rasterizer/forward.cu",
-            "cuda_rasterizer/backward.cu",
-            "rasterize_points.cu",
-            "ext.cpp",
-            "diff_gaussian_rasterization/__init__.py",
-        ),
         api=(
             ApiCheck(
                 "namedtuple",
@@ -87,7 +77,6 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
         extension="simple-knn",
         modules=("simple_knn._C",),
         package="simple_knn",
-        files=("simple_knn.cu", "spatial.cu", "spatial.h", "ext.cpp"),
         api=(
             ApiCheck("cpp-binding", "ext.cpp", "distCUDA2"),
             ApiCheck("cpp-params", "spatial.h", "distCUDA2", count=1),
@@ -98,7 +87,6 @@ FINGERPRINTS: tuple[Fingerprint, ...] = (
         extension="gridencoder",
         modules=("_gridencoder",),
         package="gridencoder",
-        files=("src/gridencoder.cu", "src/bindings.cpp", "src/gridencoder.h"),
         api=(
             ApiCheck("cpp-binding", "src/bindings.cpp", "grid_encode_forward"),
             ApiCheck("cpp-binding", "src/bindings.cpp", "grid_encode_backward"),
