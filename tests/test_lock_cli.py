@@ -38,14 +38,19 @@ requirements:
     )
 
 
+def lock_demo(tmp_path, index: PyIndex, *more: str) -> list[str]:
+    """`envbuilder lock demo` on the test recipe, with only the test index (no pip config)."""
+    return ["lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config",
+            "--default-index", index.url, *more]  # fmt: skip
+
+
 def test_lock_check_and_upgrade(tmp_path):
     with PyIndex(tmp_path / "pypi") as index, PyIndex(tmp_path / "torch") as torch_index:
         torch_index.publish("torch", "2.9.1+cu130")
         index.publish("pkg", "1.0")
         recipe(tmp_path, torch_index.url)
         out = tmp_path / "pylock.demo.toml"
-        base = ["lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config"]
-        base += ["--default-index", index.url, "--output", str(out)]
+        base = lock_demo(tmp_path, index, "--output", str(out))
         done = run_cli(*base, "--json", timeout=600)
         assert done.returncode == 0, done.stderr
         data = json.loads(done.stdout)
@@ -77,10 +82,7 @@ def test_malformed_lock_given_to_check_exits_2(tmp_path):
     with PyIndex(tmp_path / "pypi") as index:
         index.publish("pkg", "1.0")
         recipe(tmp_path, index.url)
-        done = run_cli(
-            "lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config",
-            "--default-index", index.url, "--check", str(bad), timeout=600,
-        )  # fmt: skip
+        done = run_cli(*lock_demo(tmp_path, index, "--check", str(bad)), timeout=600)
     assert done.returncode == 2
     assert f"{bad}:4: packages[0]" in done.stderr or f"{bad}:3: packages[0]" in done.stderr, done.stderr
 
@@ -103,8 +105,7 @@ def test_lock_on_a_base_takes_its_versions_drops_a_misfit_and_names_the_freeze(t
         )
         temp = tmp_path / "tmp"
         temp.mkdir()
-        base = ["lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config"]
-        base += ["--default-index", index.url, "--base", str(freeze)]
+        base = lock_demo(tmp_path, index, "--base", str(freeze))
         outputs = [tmp_path / "first.toml", tmp_path / "second.toml"]
         for out in outputs:
             done = run_cli(*base, "--output", str(out), env={"TMPDIR": str(temp)}, timeout=600)
@@ -131,9 +132,8 @@ def test_a_malformed_base_freeze_is_named_by_line(tmp_path):
         index.publish("pkg", "1.0")
         recipe(tmp_path, index.url)
         done = run_cli(
-            "lock", "demo", "--recipes", str(tmp_path), "--arch", "12.0", "--cuda", "13.0", "--no-pip-config",
-            "--default-index", index.url, "--base", str(freeze), "--output", str(tmp_path / "out.toml"), timeout=600,
-        )  # fmt: skip
+            *lock_demo(tmp_path, index, "--base", str(freeze), "--output", str(tmp_path / "out.toml")), timeout=600
+        )
     assert done.returncode == 2, done.stderr
     assert f"{freeze}:2: not a pip freeze line" in done.stderr, done.stderr
     assert not (tmp_path / "out.toml").exists()
